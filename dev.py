@@ -1,0 +1,63 @@
+"""Set up the checkout and run a task; needs only Python 3.11+ and pip.
+
+    python3 dev.py quickstart   # example data + the quickstart training job on a local MLflow store
+    python3 dev.py test         # the whole test suite (extra arguments go to pytest)
+
+Both create `.venv` in the checkout from the lock file (uv.lock) on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+UV_VERSION = "0.13.8"
+
+
+def _run(*command: str | Path) -> None:
+    subprocess.run([str(part) for part in command], cwd=ROOT, check=True)
+
+
+def setup() -> None:
+    """Create .venv and install the locked dependencies into it (fast when already done)."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Trainyard needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    if not (BIN / "uv").exists():
+        _run(BIN / "python", "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
+    subprocess.run(
+        [str(BIN / "uv"), "sync", "--frozen", "--all-extras", "--quiet", "--python", str(BIN / "python")],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+def main(argv: list[str]) -> int:
+    task, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if task not in {"quickstart", "test", "setup"}:
+        print(__doc__)
+        return 2
+    setup()
+    if task == "quickstart":
+        _run(BIN / "trainyard", "example-data", "--out", "data")
+        _run(BIN / "trainyard", "run", "confs/quickstart.yaml", *rest)
+    elif task == "test":
+        return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except subprocess.CalledProcessError as error:
+        sys.exit(error.returncode)

@@ -1,0 +1,127 @@
+"""The ``trainyard`` command: run jobs, print the config schema, write example data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from trainyard import __version__
+from trainyard.errors import TrainyardError
+
+EPILOG = """examples:
+  trainyard run confs/quickstart.yaml
+  trainyard run confs/training.yaml job.model.params.max_iter=500
+  trainyard run confs/data.yaml confs/training.yaml --dry-run
+  trainyard schema > trainyard.schema.json"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser = argparse.ArgumentParser(
+        prog="trainyard",
+        description="Run ML jobs described in YAML, tracked in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"trainyard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run a job",
+        description="Merge the config files in order, apply dotted.key=value overrides, validate, run.",
+    )
+    run.add_argument(
+        "configs", nargs="+", metavar="CONFIG.yaml|key=value", help="config files, then overrides"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate and print the resolved config; run nothing"
+    )
+    schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema of job configs")
+    schema.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    data = commands.add_parser(
+        "example-data",
+        parents=[common],
+        help="write the example data sets (CSV) the example configs use",
+    )
+    data.add_argument("--out", type=Path, default=Path("data"), help="folder to write to (default: data)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _dispatch(args)
+    except TrainyardError as error:
+        if args.debug:
+            raise
+        _error(str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        _error(f"unexpected {type(error).__name__}: {error}\n(rerun with --debug for the traceback)")
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args.configs, dry_run=args.dry_run)
+    if args.command == "schema":
+        from trainyard.settings import json_schema
+
+        text = json.dumps(json_schema(), indent=2)
+        if args.output:
+            args.output.write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+    if args.command == "example-data":
+        from trainyard.io.examples import write_example_data
+
+        for path in write_example_data(args.out):
+            print(path)
+        return 0
+    raise AssertionError(args.command)
+
+
+def _run(arguments: list[str], *, dry_run: bool) -> int:
+    from trainyard.config import load_settings
+
+    files = [a for a in arguments if "=" not in a or Path(a).is_file()]
+    overrides = [a for a in arguments if a not in files]
+    if not files:
+        raise TrainyardError("give at least one config file: trainyard run CONFIG.yaml [key=value ...]")
+    settings = load_settings(files, overrides, allow_import_paths=True)
+    job = settings.job
+    if dry_run:
+        import yaml
+
+        print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
+        return 0
+    with job:
+        job.run()
+    return 0
+
+
+def _error(message: str) -> None:
+    from trainyard.io.console import console
+
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

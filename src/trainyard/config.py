@@ -1,0 +1,227 @@
+"""Load job configs: merge YAML files, apply key=value overrides, interpolate, then validate."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainyard.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+    from pydantic import ValidationError
+
+    from trainyard.settings import Settings
+
+OVERRIDES = "command-line overrides"
+
+
+class Layer:
+    """One source of config values (a file or the overrides) and its raw content."""
+
+    def __init__(self, origin: str, content: DictConfig) -> None:
+        self.origin = origin
+        self.content = content
+
+    def defines(self, path: tuple[str | int, ...]) -> bool:
+        """Whether this layer sets the value at ``path`` (or a parent of it)."""
+        from omegaconf import OmegaConf
+
+        for depth in range(len(path), 0, -1):
+            key = ".".join(str(part) for part in path[:depth])
+            if OmegaConf.select(self.content, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT:
+                return True
+        return False
+
+
+_ABSENT = object()
+
+
+def load_layers(paths: list[str], overrides: list[str]) -> list[Layer]:
+    """Read every file, then parse the overrides, as layers to merge in order."""
+    layers = [_load_file(path) for path in paths]
+    if overrides:
+        layers.append(Layer(OVERRIDES, _parse_overrides(overrides)))
+    return layers
+
+
+def resolve(layers: list[Layer]) -> dict[str, Any]:
+    """Merge the layers in order and resolve interpolations (``${oc.env:VAR}``, ``${job.x}``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(*(layer.content for layer in layers)) if layers else OmegaConf.create()
+        data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        origin = _origin(layers, tuple(str(key).split("."))) if key else "config"
+        where = f" at {key}" if key else ""
+        raise ConfigurationError(f"{origin}: cannot resolve the value{where}: {_first_line(error)}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError("the config must be a mapping with a top-level 'job' key")
+    return data  # type: ignore[return-value]
+
+
+def load_settings(
+    paths: list[str], overrides: list[str] | None = None, *, allow_import_paths: bool = True
+) -> Settings:
+    """Files merged in order, then overrides, then interpolation, validated into Settings."""
+    layers = load_layers(list(paths), list(overrides or []))
+    return validate(resolve(layers), layers, allow_import_paths=allow_import_paths)
+
+
+def validate(data: dict[str, Any], layers: list[Layer], *, allow_import_paths: bool = False) -> Settings:
+    """Validate resolved data; every problem is reported with its origin, field path and value."""
+    from pydantic import ValidationError
+
+    from trainyard.settings import Settings
+
+    try:
+        return Settings.model_validate(data, context={"allow_import_paths": allow_import_paths})
+    except ValidationError as error:
+        raise ConfigurationError(format_validation_error(error, data, layers)) from None
+
+
+def format_validation_error(error: ValidationError, data: dict[str, Any], layers: list[Layer]) -> str:
+    """One line per problem: ``origin: field.path = value: what was expected``."""
+    lines = [f"invalid config ({error.error_count()} problem{'s' * (error.error_count() > 1)}):"]
+    for problem in error.errors(include_url=False):
+        path = _data_path(data, problem["loc"])
+        dotted = ".".join(str(part) for part in path) or "(top level)"
+        origin = _origin(layers, path)
+        message = _explain(problem, data, path)
+        value = "" if problem["type"] in {"missing", "extra_forbidden"} else f" = {_short(problem['input'])}"
+        lines.append(f"  {origin}: {dotted}{value}: {message}")
+    return "\n".join(lines)
+
+
+def _explain(problem: Any, data: dict[str, Any], path: tuple[str | int, ...]) -> str:
+    kind = problem["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        valid = _valid_keys(data, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key{hint}; valid keys here: {', '.join(valid)}" if valid else "unknown key"
+    message = str(problem["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _valid_keys(data: dict[str, Any], path: tuple[str | int, ...]) -> list[str]:
+    """Field names (aliases) accepted at ``path``, found by walking the models along the data."""
+    from pydantic import BaseModel
+
+    from trainyard.settings import Settings
+
+    model: Any = Settings
+    node: Any = data
+    for part in path:
+        field = _field(model, part)
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _model_of(field.annotation if field else None, node)
+        if model is None:
+            return []
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _field(model: Any, key: str | int) -> Any:
+    for name, field in getattr(model, "model_fields", {}).items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+def _model_of(annotation: Any, node: Any) -> Any:
+    """The model class an annotation designates for this node (choosing union members by KIND)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    candidates = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    for arg in typing.get_args(annotation):
+        candidates += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
+    kind = node.get("KIND") if isinstance(node, dict) else None
+    for candidate in candidates:
+        field = candidate.model_fields.get("KIND")
+        if len(candidates) == 1 or (field is not None and field.default == kind):
+            return candidate
+    return None
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union tags pydantic inserts in ``loc`` (``model.sklearn.params`` -> ``model.params``)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("KIND") == part:
+            continue
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        path.append(part)
+        node = (
+            node.get(part)
+            if isinstance(node, dict)
+            else (
+                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+            )
+        )
+    return tuple(path)
+
+
+def _origin(layers: list[Layer], path: tuple[str | int, ...]) -> str:
+    """The last layer that sets ``path``: the file (or the overrides) the value came from."""
+    for layer in reversed(layers):
+        if layer.defines(path):
+            return layer.origin
+    return layers[-1].origin if layers else "config"
+
+
+def _load_file(path: str) -> Layer:
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"{path}: config file not found")
+    try:
+        content = OmegaConf.load(file)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigurationError(f"{path}: invalid YAML{where}: {problem}") from None
+    except Exception as error:
+        raise ConfigurationError(f"{path}: cannot read config: {_first_line(error)}") from None
+    if not isinstance(content, DictConfig):
+        raise ConfigurationError(f"{path}: expected a mapping with a top-level 'job' key, got a list")
+    return Layer(path, content)
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or not key or key != key.strip():
+            raise ConfigurationError(f"override {override!r}: expected dotted.key=value")
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except (OmegaConfBaseException, ValueError) as error:
+        raise ConfigurationError(f"{OVERRIDES}: {_first_line(error)}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

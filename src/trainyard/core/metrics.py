@@ -1,0 +1,104 @@
+"""Metrics: scores chosen by name, each with the direction that makes it better."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from trainyard.component import Component
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+Direction = Literal["maximize", "minimize"]
+# name -> (sklearn.metrics function, direction, uses probabilities, is a classification metric)
+_METRICS: dict[str, tuple[str, Direction, bool, bool]] = {
+    "r2": ("r2_score", "maximize", False, False),
+    "explained_variance": ("explained_variance_score", "maximize", False, False),
+    "rmse": ("root_mean_squared_error", "minimize", False, False),
+    "mse": ("mean_squared_error", "minimize", False, False),
+    "mae": ("mean_absolute_error", "minimize", False, False),
+    "mape": ("mean_absolute_percentage_error", "minimize", False, False),
+    "median_ae": ("median_absolute_error", "minimize", False, False),
+    "max_error": ("max_error", "minimize", False, False),
+    "accuracy": ("accuracy_score", "maximize", False, True),
+    "balanced_accuracy": ("balanced_accuracy_score", "maximize", False, True),
+    "f1": ("f1_score", "maximize", False, True),
+    "precision": ("precision_score", "maximize", False, True),
+    "recall": ("recall_score", "maximize", False, True),
+    "matthews_corrcoef": ("matthews_corrcoef", "maximize", False, True),
+    "roc_auc": ("roc_auc_score", "maximize", True, True),
+    "log_loss": ("log_loss", "minimize", True, True),
+}
+_AVERAGED = {"f1", "precision", "recall"}
+MetricName = Literal[
+    "r2",
+    "explained_variance",
+    "rmse",
+    "mse",
+    "mae",
+    "mape",
+    "median_ae",
+    "max_error",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "matthews_corrcoef",
+    "roc_auc",
+    "log_loss",
+]
+
+
+class Metric(Component):
+    """A score by name; ``average`` applies to f1, precision and recall (binary, macro, weighted...)."""
+
+    KIND: MetricName = Field(description="The metric's name.")
+    average: Literal["binary", "micro", "macro", "weighted"] | None = Field(
+        None,
+        description="Averaging for f1/precision/recall: binary for two classes, macro otherwise.",
+    )
+
+    @property
+    def name(self) -> str:
+        return self.KIND
+
+    @property
+    def direction(self) -> Direction:
+        return _METRICS[self.KIND][1]
+
+    @property
+    def needs_proba(self) -> bool:
+        return _METRICS[self.KIND][2]
+
+    @property
+    def for_classifiers(self) -> bool:
+        return _METRICS[self.KIND][3]
+
+    def score(self, targets: pd.DataFrame, outputs: pd.DataFrame, probas: np.ndarray | None = None) -> float:
+        """The metric of ``outputs`` (or ``probas``) against ``targets``."""
+        import sklearn.metrics
+
+        function = getattr(sklearn.metrics, _METRICS[self.KIND][0])
+        truth = targets.iloc[:, 0]
+        kwargs: dict[str, Any] = {}
+        if self.KIND in _AVERAGED:
+            kwargs["average"] = self.average or ("binary" if truth.nunique() <= 2 else "macro")
+        if self.needs_proba:
+            if probas is None:
+                raise ValueError(f"metric {self.KIND} needs predicted probabilities")
+            predicted: Any = probas[:, 1] if probas.shape[1] == 2 and self.KIND == "roc_auc" else probas
+            if self.KIND == "roc_auc" and probas.shape[1] > 2:
+                kwargs["multi_class"] = "ovr"
+            return float(function(truth, predicted, **kwargs))
+        return float(function(truth, outputs.iloc[:, 0], **kwargs))
+
+
+def _from_name(value: Any) -> Any:
+    return {"KIND": value} if isinstance(value, str) else value
+
+
+MetricKind = Annotated[Metric, BeforeValidator(_from_name)]

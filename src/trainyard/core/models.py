@@ -1,0 +1,179 @@
+"""Models: a scikit-learn pipeline (preprocessing + a registered estimator) built from config."""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+
+from trainyard.component import Component
+from trainyard.core.estimators import check_estimator_name, estimator_class
+from trainyard.errors import ConfigurationError, TrainingJobError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+PREDICTION = "prediction"
+
+
+class Model(Component, abc.ABC):
+    """Something that fits on inputs and targets, then predicts."""
+
+    KIND: str
+
+    @abc.abstractmethod
+    def fit(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> Model:
+        """Fit on the given rows; returns self."""
+
+    @abc.abstractmethod
+    def predict(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """One ``prediction`` column, indexed like ``inputs``."""
+
+    @abc.abstractmethod
+    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Class probabilities (classifiers only)."""
+
+    @abc.abstractmethod
+    def fitted(self) -> Any:
+        """The fitted object to save."""
+
+    @property
+    @abc.abstractmethod
+    def is_classifier(self) -> bool:
+        """Whether the model predicts classes."""
+
+
+class SklearnModel(Model):
+    """Preprocessing for numeric and categorical columns, then an estimator chosen by name."""
+
+    KIND: Literal["sklearn"] = "sklearn"
+    estimator: str = Field(
+        description="A registered estimator name (e.g. HistGradientBoostingRegressor); "
+        "from the command line also an import path 'package.module:Class'."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the estimator.")
+    categorical: list[str] = Field(default_factory=list, description="Columns treated as categories.")
+    encoding: Literal["onehot", "ordinal"] = Field("onehot", description="How categories are encoded.")
+    impute: bool = Field(True, description="Fill missing numbers (median) and categories (most frequent).")
+    scale: bool = Field(False, description="Standardize numeric columns (for linear and distance models).")
+
+    _pipeline: Pipeline | None = PrivateAttr(None)
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, name: str, info: ValidationInfo) -> str:
+        allow = bool((info.context or {}).get("allow_import_paths", False))
+        check_estimator_name(name, allow)
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("estimator")
+        if name is None:
+            return params
+        try:
+            klass = estimator_class(name)
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
+        valid = set(klass._get_param_names()) if hasattr(klass, "_get_param_names") else set()
+        unknown = sorted(set(params) - valid) if valid else []
+        if unknown:
+            raise ValueError(
+                f"{name} has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid parameters: {', '.join(sorted(valid))}"
+            )
+        estimator = klass(**params)
+        if hasattr(estimator, "_validate_params"):
+            try:
+                estimator._validate_params()
+            except (TypeError, ValueError) as error:
+                raise ValueError(str(error)) from None
+        return params
+
+    def fit(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> SklearnModel:
+        pipeline = self._build(inputs)
+        try:
+            pipeline.fit(inputs, _target_vector(targets))
+        except (TypeError, ValueError) as error:
+            raise TrainingJobError(f"{self.estimator} failed to fit: {error}") from error
+        self._pipeline = pipeline
+        return self
+
+    def predict(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame({PREDICTION: self._fitted().predict(inputs)}, index=inputs.index)
+
+    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
+        pipeline = self._fitted()
+        if not hasattr(pipeline, "predict_proba"):
+            raise TrainingJobError(f"{self.estimator} does not predict probabilities")
+        return pipeline.predict_proba(inputs)
+
+    def fitted(self) -> Pipeline:
+        return self._fitted()
+
+    @property
+    def is_classifier(self) -> bool:
+        from sklearn.base import is_classifier
+
+        return bool(is_classifier(estimator_class(self.estimator)()))
+
+    def _fitted(self) -> Pipeline:
+        if self._pipeline is None:
+            raise TrainingJobError("the model must be fitted before it predicts")
+        return self._pipeline
+
+    def _build(self, inputs: pd.DataFrame) -> Pipeline:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+        missing = [column for column in self.categorical if column not in inputs.columns]
+        if missing:
+            raise ConfigurationError(
+                f"model.categorical names {', '.join(map(repr, missing))}, not among the inputs: "
+                f"{', '.join(map(str, inputs.columns))}"
+            )
+        numeric = [column for column in inputs.columns if column not in self.categorical]
+        numeric_steps: list[Any] = [SimpleImputer(strategy="median")] if self.impute else []
+        numeric_steps += [StandardScaler()] if self.scale else []
+        encoder: Any = (
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+            if self.encoding == "onehot"
+            else OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+        )
+        categorical_steps = [SimpleImputer(strategy="most_frequent"), encoder] if self.impute else [encoder]
+        transformers = []
+        if self.categorical:
+            transformers.append(("categorical", make_pipeline(*categorical_steps), self.categorical))
+        if numeric:
+            transformers.append(
+                (
+                    "numeric",
+                    make_pipeline(*numeric_steps) if numeric_steps else "passthrough",
+                    numeric,
+                )
+            )
+        preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
+        params = dict(self.params)
+        if (
+            self.encoding == "ordinal"
+            and self.categorical
+            and self.estimator.startswith("HistGradientBoosting")
+        ):
+            params.setdefault("categorical_features", [True] * len(self.categorical) + [False] * len(numeric))
+        estimator = estimator_class(self.estimator)(**params)
+        return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _target_vector(targets: pd.DataFrame) -> Any:
+    return targets.iloc[:, 0] if targets.shape[1] == 1 else targets
+
+
+ModelKind = SklearnModel

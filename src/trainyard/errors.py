@@ -1,0 +1,41 @@
+"""The one error hierarchy of Trainyard: every message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class TrainyardError(Exception):
+    """Base of every error Trainyard raises on purpose (printed without a traceback)."""
+
+    exit_code = 1
+
+
+class ConfigurationError(TrainyardError):
+    """A job configuration is invalid: names the file, the field path and what was expected."""
+
+    exit_code = 2
+
+
+class DataAccessError(TrainyardError):
+    """Data cannot be read: missing file, missing column, unreadable format."""
+
+
+class DataValidationError(TrainyardError):
+    """Data was read but does not match its declared schema."""
+
+
+class TrainingJobError(TrainyardError):
+    """A step of a job failed (fit, predict, scoring)."""
+
+
+class ModelRegistryError(TrainyardError):
+    """Saving, registering or aliasing a model in MLflow failed."""
+
+
+class ResourceNotFoundError(TrainyardError):
+    """A run, model version or study that a config refers to does not exist."""
+
+
+class JobCancelledError(TrainyardError):
+    """The job was interrupted (Ctrl-C or SIGTERM); its MLflow run ends KILLED."""
+
+    exit_code = 130

@@ -1,0 +1,59 @@
+"""The logger service: one ``trainyard`` logger to the console (rich) and optionally to a file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from trainyard.component import Component
+
+LOGGER_NAME = "trainyard"
+
+
+class LoggerService(Component):
+    """Where and how much the job logs."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe level shown."
+    )
+    format: str = Field(
+        "%(asctime)s %(levelname)s %(message)s",
+        description="Format of file records (logging syntax).",
+    )
+    folder: str | None = Field(None, description="Folder for the log file; unset logs to the console only.")
+    file: str = Field("trainyard.log", description="Log file name inside `folder`.")
+
+    def start(self) -> logging.Logger:
+        """Configure and return the logger (idempotent: previous handlers are replaced)."""
+        from rich.logging import RichHandler
+
+        from trainyard.io.console import console
+
+        logger = logging.getLogger(LOGGER_NAME)
+        self.stop()
+        logger.setLevel(self.level)
+        logger.propagate = False
+        handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        if self.folder:
+            Path(self.folder).mkdir(parents=True, exist_ok=True)
+            file_handler = logging.FileHandler(Path(self.folder) / self.file, encoding="utf-8")
+            file_handler.setFormatter(logging.Formatter(self.format))
+            logger.addHandler(file_handler)
+        return logger
+
+    def stop(self) -> None:
+        """Flush and detach every handler."""
+        logger = logging.getLogger(LOGGER_NAME)
+        for handler in list(logger.handlers):
+            handler.close()
+            logger.removeHandler(handler)
+
+
+def get_logger() -> logging.Logger:
+    """The ``trainyard`` logger."""
+    return logging.getLogger(LOGGER_NAME)

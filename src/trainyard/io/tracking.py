@@ -1,0 +1,61 @@
+"""The MLflow service: where runs and models are tracked (a local SQLite store by default)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field
+
+from trainyard.component import Component
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class MlflowService(Component):
+    """Tracking and registry URIs, the experiment, and the run's name and tags."""
+
+    tracking_uri: str = Field(
+        DEFAULT_TRACKING_URI, description="MLflow tracking URI (default: local SQLite file)."
+    )
+    registry_uri: str | None = Field(None, description="Model registry URI (default: the tracking URI).")
+    experiment: str = Field("trainyard", description="Experiment the run goes to (created if missing).")
+    run_name: str | None = Field(None, description="Run name (default: MLflow picks one).")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags set on the run.")
+    telemetry: bool = Field(False, description="Allow MLflow's usage telemetry (off unless turned on).")
+
+    def start(self) -> None:
+        """Point MLflow at the stores and select the experiment."""
+        if not self.telemetry:
+            os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        # Requirements are pinned explicitly: never let MLflow export or copy the caller's uv project.
+        os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+        os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+        import mlflow
+
+        quiet_mlflow()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        mlflow.set_experiment(self.experiment)
+
+    def start_run(self, tags: dict[str, str]) -> Any:
+        """Start the job's MLflow run (ended by the caller)."""
+        import mlflow
+
+        return mlflow.start_run(run_name=self.run_name, tags={**self.tags, **tags})
+
+    def ui_command(self) -> str:
+        """The command that opens the MLflow UI on this store."""
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's informational chatter (table creation, registration notices) off the console."""
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Both warn about choices Trainyard makes on purpose (cloudpickle, explicit requirements).
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")

@@ -1,0 +1,189 @@
+"""The base of every job: services (logger, alerts, MLflow), a tracked run, and timed steps."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, PrivateAttr
+
+from trainyard.component import Component
+from trainyard.errors import DataAccessError, JobCancelledError, TrainyardError
+from trainyard.io.alerts import AlertKind, ConsoleAlert, notify_all
+from trainyard.io.console import console
+from trainyard.io.logging import LoggerService, get_logger
+from trainyard.io.tracking import MlflowService
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainyard.io.readers import Reader
+
+Locals = dict[str, Any]
+CONFIG_ARTIFACT = "config.yaml"
+CONFIG_HASH_TAG = "trainyard.config_hash"
+KIND_TAG = "trainyard.kind"
+ERROR_TAG = "trainyard.error"
+# Sections of a job that say where it runs, not what it computes: not logged as params.
+_SERVICE_FIELDS = {"logger", "alerts", "mlflow"}
+
+
+def _default_alerts() -> list[AlertKind]:
+    return [ConsoleAlert()]
+
+
+class Step:
+    """What a running step reports: short notes shown beside its name and duration."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        """Add a detail (shape, count, URI) to the step's log line."""
+        self.notes.append(text)
+
+
+class Job(Component, abc.ABC):
+    """A job is a context manager (services on, then off) whose ``run()`` tells its steps."""
+
+    KIND: str
+    logger: LoggerService = Field(default_factory=LoggerService, description="Logging service.")
+    alerts: list[AlertKind] = Field(
+        default_factory=_default_alerts,
+        description="Where success and failure are announced.",
+    )
+    mlflow: MlflowService = Field(default_factory=MlflowService, description="MLflow tracking service.")
+
+    _previous_sigterm: Any = PrivateAttr(None)
+
+    def __enter__(self) -> Job:
+        self.logger.start()
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _cancel_on_sigterm)
+        try:
+            self.mlflow.start()
+        except Exception as error:
+            self.__exit__(type(error), error, None)
+            raise TrainyardError(
+                f"cannot open the MLflow store {self.mlflow.tracking_uri}: {error}"
+            ) from error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+        self.logger.stop()
+
+    @abc.abstractmethod
+    def run(self) -> Locals:
+        """Run the job's steps; return its local variables."""
+
+    # -- helpers for run() ------------------------------------------------------------------------
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The complete validated config of this job (secrets masked), as plain data."""
+        return {"job": self.model_dump(mode="json", by_alias=True)}
+
+    @contextmanager
+    def tracked_run(self) -> Iterator[Any]:
+        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING."""
+        import mlflow
+        import yaml
+
+        config = self.resolved_config()
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        run = self.mlflow.start_run(tags={KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest})
+        status = "FAILED"
+        try:
+            mlflow.log_text(yaml.safe_dump(config, sort_keys=False), CONFIG_ARTIFACT)
+            mlflow.log_params(_flatten({k: v for k, v in config["job"].items() if k not in _SERVICE_FIELDS}))
+            get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.mlflow.experiment)
+            yield run
+            status = "FINISHED"
+        except BaseException as error:
+            cancelled = isinstance(error, KeyboardInterrupt | JobCancelledError)
+            status = "KILLED" if cancelled else "FAILED"
+            _record_error(error)
+            verb = "was cancelled" if cancelled else "failed"
+            notify_all(
+                self.alerts,
+                f"Trainyard {self.KIND} job {verb}",
+                f"run {run.info.run_id}: {_describe(error)}",
+            )
+            raise
+        finally:
+            mlflow.end_run(status)
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[Step]:
+        """Time a step, show it while it runs, and log it with its notes when it ends."""
+        step = Step(title)
+        start = time.perf_counter()
+        status = console.status(f"{title}...") if console.is_terminal else nullcontext()
+        try:
+            with status:
+                yield step
+        except BaseException:
+            get_logger().error("✗ %s failed after %.2f s", title, time.perf_counter() - start)
+            raise
+        details = f" — {'; '.join(step.notes)}" if step.notes else ""
+        get_logger().info("✓ %s (%.2f s)%s", title, time.perf_counter() - start, details)
+
+    def read(self, reader: Reader, field: str) -> pd.DataFrame:
+        """Read with ``reader``; a failure names the config field it came from."""
+        try:
+            return reader.read()
+        except DataAccessError as error:
+            raise DataAccessError(f"job.{field}: {error}") from error
+
+    def report(self, title: str, summary: dict[str, str]) -> None:
+        """Print the closing summary and send it to every alert destination."""
+        from rich.table import Table
+
+        table = Table(title=title, show_header=False, title_justify="left")
+        for key, value in summary.items():
+            table.add_row(key, value)
+        console.print(table)
+        notify_all(self.alerts, title, "\n".join(f"{key}: {value}" for key, value in summary.items()))
+
+
+def _cancel_on_sigterm(signum: int, frame: object) -> None:
+    raise JobCancelledError("the job was terminated (SIGTERM)")
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return str(error) if isinstance(error, TrainyardError) else f"{type(error).__name__}: {error}"
+
+
+def _record_error(error: BaseException) -> None:
+    """Put the error on the active run: a tag with the message, an artifact with the traceback."""
+    import mlflow
+
+    try:
+        mlflow.set_tag(ERROR_TAG, _describe(error)[:5000])
+        text = "".join(traceback.format_exception(error))
+        mlflow.log_text(text, "error.txt")
+    except Exception as logging_error:  # the original error matters more than this one
+        get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists become strings; values capped for MLflow."""
+    if isinstance(data, dict):
+        flat: dict[str, str] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): str(data)[:500]}

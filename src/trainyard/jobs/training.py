@@ -1,0 +1,139 @@
+"""The training job: read, validate, split, fit, score, sign, save, register, notify."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from trainyard.core.metrics import MetricKind
+from trainyard.core.models import ModelKind
+from trainyard.core.schemas import DataSchemas
+from trainyard.errors import DataValidationError
+from trainyard.io.readers import ReaderKind
+from trainyard.io.registers import RegisterKind
+from trainyard.io.savers import SaverKind, SklearnSaver
+from trainyard.jobs.base import Job, Locals
+from trainyard.utils.signers import InferSigner, SignerKind
+from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class TrainingJob(Job):
+    """Train one model, measure it on held-out rows, and log and register it in MLflow."""
+
+    KIND: Literal["training"] = "training"
+    inputs: ReaderKind = Field(description="Where the input columns (features) come from.")
+    targets: ReaderKind = Field(description="Where the target column comes from (same rows as inputs).")
+    data_schema: DataSchemas = Field(
+        default_factory=DataSchemas, alias="schema", description="Rules the data must follow."
+    )
+    splitter: SplitterKind = Field(default_factory=TrainTestSplitter, description="How rows are held out.")
+    model: ModelKind = Field(description="The model to fit.")
+    metrics: list[MetricKind] = Field(min_length=1, description="Scores computed on the test rows.")
+    signer: SignerKind = Field(default_factory=InferSigner, description="How the model signature is made.")
+    saver: SaverKind = Field(default_factory=SklearnSaver, description="How the model is logged.")
+    model_register: RegisterKind | None = Field(
+        None, alias="register", description="Register the model (unset: log it only)."
+    )
+
+    @model_validator(mode="after")
+    def _metrics_fit_model(self) -> TrainingJob:
+        is_classifier = self.model.is_classifier
+        wrong = [m.name for m in self.metrics if m.for_classifiers != is_classifier]
+        if wrong:
+            task = "classifier" if is_classifier else "regressor"
+            raise ValueError(f"metrics {', '.join(wrong)} do not apply to a {task} ({self.model.KIND} model)")
+        return self
+
+    def run(self) -> Locals:
+        import mlflow
+
+        with self.tracked_run() as run:
+            with self.step("read inputs and targets") as step:
+                inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
+                targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
+                step.note(f"inputs {inputs.shape}, targets {targets.shape}")
+                _check_same_rows(inputs, targets)
+            with self.step("log lineage") as step:
+                inputs_lineage = self.inputs.lineage(inputs, "inputs")
+                targets_lineage = self.targets.lineage(targets, "targets")
+                mlflow.log_input(inputs_lineage, context="inputs")
+                mlflow.log_input(targets_lineage, context="targets")
+                step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
+            with self.step("split") as step:
+                train_index, test_index = self.splitter.split(inputs, targets)
+                inputs_train, inputs_test = inputs.iloc[train_index], inputs.iloc[test_index]
+                targets_train, targets_test = targets.iloc[train_index], targets.iloc[test_index]
+                step.note(f"train {inputs_train.shape}, test {inputs_test.shape}")
+                mlflow.log_params({"data.train_rows": len(train_index), "data.test_rows": len(test_index)})
+            with self.step("fit") as step:
+                fit_start = _now()
+                self.model.fit(inputs_train, targets_train)
+                fit_time = _now() - fit_start
+                mlflow.log_metric("fit_time", fit_time)
+            with self.step("predict") as step:
+                outputs = self.model.predict(inputs_test)
+                needs_proba = any(metric.needs_proba for metric in self.metrics)
+                probas = self.model.predict_proba(inputs_test) if needs_proba else None
+                step.note(f"outputs {outputs.shape}")
+            with self.step("score") as step:
+                scores = {m.name: m.score(targets_test, outputs, probas) for m in self.metrics}
+                mlflow.log_metrics(scores)
+                step.note(", ".join(f"{name}={value:.4g}" for name, value in scores.items()))
+            with self.step("sign") as step:
+                signature = self.signer.sign(inputs_train, outputs)
+                step.note(
+                    f"inputs {len(signature.inputs.inputs)} columns -> {signature.outputs.input_names()}"
+                )
+            with self.step("save") as step:
+                model_info = self.saver.save(self.model.fitted(), signature, inputs_train)
+                step.note(model_info.model_uri)
+            version = None
+            if self.model_register is not None:
+                with self.step("register") as step:
+                    version = self.model_register.register(model_info)
+                    alias = f" as @{self.model_register.alias}" if self.model_register.alias else ""
+                    step.note(f"{self.model_register.name} version {version.version}{alias}")
+            self.report(
+                "Training finished",
+                _summary(run.info.run_id, scores, model_info.model_uri, version, self),
+            )
+        return locals()
+
+
+def _check_same_rows(inputs: pd.DataFrame, targets: pd.DataFrame) -> None:
+    """Inputs and targets must describe the same rows, and no target may leak into the inputs."""
+    if len(inputs) != len(targets):
+        raise DataValidationError(
+            f"inputs have {len(inputs)} rows but targets have {len(targets)}: they must align"
+        )
+    leaked = [column for column in targets.columns if column in inputs.columns]
+    if leaked:
+        raise DataValidationError(
+            f"target column {', '.join(map(repr, leaked))} is also an input: list the input columns "
+            "in job.inputs.columns or leave it out with job.inputs.drop"
+        )
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _summary(
+    run_id: str, scores: dict[str, float], model_uri: str, version: object, job: TrainingJob
+) -> dict[str, str]:
+    summary = {
+        "run": run_id,
+        "metrics": ", ".join(f"{name}={value:.4g}" for name, value in scores.items()),
+        "model": model_uri,
+    }
+    if version is not None and job.model_register is not None:
+        alias = f" (@{job.model_register.alias})" if job.model_register.alias else ""
+        summary["registered"] = f"{job.model_register.name} version {version.version}{alias}"  # type: ignore[attr-defined]
+    summary["look"] = job.mlflow.ui_command()
+    return summary

@@ -1,0 +1,26 @@
+"""The root of every job config: ``job`` is one of the job kinds, chosen by its ``KIND``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from trainyard.component import Component
+from trainyard.jobs.training import TrainingJob
+
+JobKind = TrainingJob
+
+
+class Settings(Component):
+    """A whole config file: the job to run."""
+
+    job: JobKind = Field(description="The job, chosen by its KIND.")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of job configs (for editors that validate YAML)."""
+    schema = Settings.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Trainyard job config"
+    return schema
