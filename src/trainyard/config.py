@@ -30,7 +30,10 @@ class Layer:
 
         for depth in range(len(path), 0, -1):
             key = ".".join(str(part) for part in path[:depth])
-            if OmegaConf.select(self.content, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT:
+            if (
+                OmegaConf.select(self.content, key, default=_ABSENT, throw_on_resolution_failure=False)
+                is not _ABSENT
+            ):
                 return True
         return False
 
@@ -93,6 +96,8 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], layers
         origin = _origin(layers, path)
         message = _explain(problem, data, path)
         value = "" if problem["type"] in {"missing", "extra_forbidden"} else f" = {_short(problem['input'])}"
+        if problem["type"] == "union_tag_invalid":
+            dotted, value = f"{dotted}.KIND", f" = {_short(problem['ctx']['tag'])}"
         lines.append(f"  {origin}: {dotted}{value}: {message}")
     return "\n".join(lines)
 
@@ -106,6 +111,9 @@ def _explain(problem: Any, data: dict[str, Any], path: tuple[str | int, ...]) ->
         close = difflib.get_close_matches(str(path[-1]), valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key{hint}; valid keys here: {', '.join(valid)}" if valid else "unknown key"
+    if kind in {"union_tag_not_found", "union_tag_invalid"}:
+        kinds = ", ".join(_kinds_at(data, path))
+        return f"{'unknown' if kind == 'union_tag_invalid' else 'missing'} KIND; expected one of: {kinds}"
     message = str(problem["msg"])
     return message.removeprefix("Value error, ")
 
@@ -114,19 +122,59 @@ def _valid_keys(data: dict[str, Any], path: tuple[str | int, ...]) -> list[str]:
     """Field names (aliases) accepted at ``path``, found by walking the models along the data."""
     from pydantic import BaseModel
 
-    from trainyard.settings import Settings
-
-    model: Any = Settings
-    node: Any = data
-    for part in path:
-        field = _field(model, part)
-        node = node.get(part) if isinstance(node, dict) else None
-        model = _model_of(field.annotation if field else None, node)
-        if model is None:
-            return []
+    model = _model_of(_annotation_at(data, path), _node_at(data, path)) if path else _settings_model()
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []
     return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _kinds_at(data: dict[str, Any], path: tuple[str | int, ...]) -> list[str]:
+    """The KIND values accepted at ``path`` (a component family)."""
+    return sorted(
+        str(candidate.model_fields["KIND"].default)
+        for candidate in _models_in(_annotation_at(data, path))
+        if "KIND" in candidate.model_fields
+    )
+
+
+def _annotation_at(data: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    """The type annotation of the field at ``path`` (list items resolve to the item type)."""
+    import typing
+
+    model: Any = _settings_model()
+    annotation: Any = None
+    node: Any = data
+    for part in path:
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else None
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            model = _model_of(annotation, node)
+            continue
+        field = _field(model, part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _model_of(annotation, node)
+    return annotation
+
+
+def _node_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _settings_model() -> Any:
+    from trainyard.settings import Settings
+
+    return Settings
 
 
 def _field(model: Any, key: str | int) -> Any:
@@ -136,21 +184,29 @@ def _field(model: Any, key: str | int) -> Any:
     return None
 
 
-def _model_of(annotation: Any, node: Any) -> Any:
-    """The model class an annotation designates for this node (choosing union members by KIND)."""
+def _models_in(annotation: Any) -> list[Any]:
+    """The model classes an annotation may designate (members of unions, metadata stripped)."""
     import typing
 
     from pydantic import BaseModel
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    candidates = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return [annotation]
+    found: list[Any] = []
     for arg in typing.get_args(annotation):
-        candidates += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
+        found += _models_in(arg)
+    return found
+
+
+def _model_of(annotation: Any, node: Any) -> Any:
+    """The model class an annotation designates for this node (choosing union members by KIND)."""
+    candidates = _models_in(annotation)
+    if len(candidates) == 1:
+        return candidates[0]
     kind = node.get("KIND") if isinstance(node, dict) else None
     for candidate in candidates:
         field = candidate.model_fields.get("KIND")
-        if len(candidates) == 1 or (field is not None and field.default == kind):
+        if field is not None and field.default == kind:
             return candidate
     return None
 

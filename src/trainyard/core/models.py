@@ -79,7 +79,7 @@ class SklearnModel(Model):
             klass = estimator_class(name)
         except ConfigurationError as error:
             raise ValueError(str(error)) from None
-        valid = set(klass._get_param_names()) if hasattr(klass, "_get_param_names") else set()
+        valid = _parameter_names(klass)
         unknown = sorted(set(params) - valid) if valid else []
         if unknown:
             raise ValueError(
@@ -87,7 +87,7 @@ class SklearnModel(Model):
                 f"valid parameters: {', '.join(sorted(valid))}"
             )
         estimator = klass(**params)
-        if hasattr(estimator, "_validate_params"):
+        if hasattr(estimator, "_parameter_constraints"):
             try:
                 estimator._validate_params()
             except (TypeError, ValueError) as error:
@@ -170,6 +170,16 @@ class SklearnModel(Model):
             params.setdefault("categorical_features", [True] * len(self.categorical) + [False] * len(numeric))
         estimator = estimator_class(self.estimator)(**params)
         return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _parameter_names(klass: type) -> set[str]:
+    """The parameters an estimator declares; empty when it also takes arbitrary keywords (LightGBM)."""
+    import inspect
+
+    signature = inspect.signature(klass)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return set()
+    return set(signature.parameters)
 
 
 def _target_vector(targets: pd.DataFrame) -> Any:

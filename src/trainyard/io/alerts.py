@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from trainyard.component import Component
 from trainyard.io.logging import get_logger
@@ -39,13 +39,18 @@ class WebhookAlert(Alert):
     """POSTs ``{"text": ...}`` JSON (Slack incoming-webhook format) to ``url``."""
 
     KIND: Literal["webhook"] = "webhook"
-    url: str = Field(description="Webhook URL, e.g. ${oc.env:SLACK_WEBHOOK_URL}.")
+    url: SecretStr = Field(
+        description="Webhook URL, e.g. ${oc.env:SLACK_WEBHOOK_URL}; masked in logged configs (it is a secret)."
+    )
     timeout: float = Field(5.0, gt=0, description="Seconds to wait for the webhook before giving up.")
 
     def notify(self, title: str, message: str) -> None:
         body = json.dumps({"text": f"*{title}*\n{message}"}).encode()
         request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            self.url.get_secret_value(),
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             response.read()

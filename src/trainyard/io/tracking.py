@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -34,9 +35,14 @@ class MlflowService(Component):
         import mlflow
 
         quiet_mlflow()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        mlflow.set_tracking_uri(self.resolved_tracking_uri)
+        mlflow.set_registry_uri(absolute_sqlite_uri(self.registry_uri or self.tracking_uri))
         mlflow.set_experiment(self.experiment)
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI with a relative SQLite path made absolute (MLflow caches stores by URI)."""
+        return absolute_sqlite_uri(self.tracking_uri)
 
     def start_run(self, tags: dict[str, str]) -> Any:
         """Start the job's MLflow run (ended by the caller)."""
@@ -45,8 +51,18 @@ class MlflowService(Component):
         return mlflow.start_run(run_name=self.run_name, tags={**self.tags, **tags})
 
     def ui_command(self) -> str:
-        """The command that opens the MLflow UI on this store."""
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+        """How to look at the runs: the server's address, or the command that opens the UI on the store."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {self.tracking_uri}"
+        return f"mlflow ui --backend-store-uri {self.resolved_tracking_uri}"
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` -> ``sqlite:////abs/folder/relative.db``; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/") or uri == prefix + ":memory:":
+        return uri
+    return prefix + str(Path(uri.removeprefix(prefix)).resolve())
 
 
 def quiet_mlflow() -> None:

@@ -1,0 +1,174 @@
+"""Config loading: merging, overrides, interpolation, and every configuration error path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CONFS, write_config
+from trainyard.config import load_settings
+from trainyard.errors import ConfigurationError
+from trainyard.jobs.training import TrainingJob
+
+BASE = """
+job:
+  KIND: training
+  inputs: {KIND: csv, path: data/diabetes.csv, columns: [age, bmi]}
+  targets: {KIND: csv, path: data/diabetes.csv, columns: [target]}
+  model: {KIND: sklearn, estimator: Ridge, params: {alpha: 1.0}}
+  metrics: [r2]
+"""
+
+
+def error_of(paths: list[str], overrides: list[str] | None = None) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(paths, overrides or [])
+    return str(caught.value)
+
+
+def test_example_configs_are_valid() -> None:
+    for path in sorted(CONFS.glob("*.yaml")):
+        assert isinstance(load_settings([str(path)]).job, TrainingJob), path
+
+
+def test_files_merge_in_order_then_overrides(tmp_path: Path) -> None:
+    base = write_config(tmp_path, BASE)
+    more = write_config(tmp_path, "job: {model: {params: {alpha: 2.0}}, metrics: [r2, mae]}", "more.yaml")
+    job = load_settings([base, more], ["job.model.params.alpha=3.5", "job.mlflow.experiment=x"]).job
+    assert job.model.params == {"alpha": 3.5}
+    assert [m.name for m in job.metrics] == ["r2", "mae"]
+    assert job.mlflow.experiment == "x"
+
+
+def test_environment_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_URL", "http://127.0.0.1:9/hook")
+    path = write_config(tmp_path, BASE + "  alerts: [{KIND: webhook, url: '${oc.env:HOOK_URL}'}]\n")
+    job = load_settings([path]).job
+    assert job.alerts[0].url.get_secret_value() == "http://127.0.0.1:9/hook"
+    assert "127.0.0.1" not in str(job.resolved_config()), "secrets are masked in the logged config"
+
+
+def test_missing_environment_variable_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = write_config(tmp_path, BASE + "  alerts: [{KIND: webhook, url: '${oc.env:NOT_SET_ANYWHERE}'}]\n")
+    message = error_of([path])
+    assert path in message and "job.alerts" in message and "NOT_SET_ANYWHERE" in message
+
+
+def test_bad_yaml_names_file_line_and_column(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "job:\n  KIND: training\n  inputs: [unclosed\n")
+    message = error_of([path])
+    assert path in message and "invalid YAML" in message and "line" in message
+
+
+def test_missing_file() -> None:
+    assert "config file not found" in error_of(["nowhere/missing.yaml"])
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    assert "expected a mapping" in error_of([write_config(tmp_path, "- a\n- b\n")])
+
+
+def test_unknown_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, BASE.replace("metrics: [r2]", "metrics: [r2]\n  splitr: {KIND: train_test}")
+    )
+    message = error_of([path])
+    assert f"{path}: job.splitr: unknown key (did you mean 'splitter'?)" in message
+
+
+def test_unknown_nested_key_names_its_path_and_the_valid_keys(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, BASE.replace("path: data/diabetes.csv, columns: [age", "pth: x, columns: [age")
+    )
+    message = error_of([path])
+    assert "job.inputs.pth: unknown key" in message and "path" in message
+
+
+def test_wrong_type_names_field_value_and_expectation(tmp_path: Path) -> None:
+    message = error_of(
+        [write_config(tmp_path, BASE)], ["job.splitter.KIND=train_test", "job.splitter.test_size=big"]
+    )
+    assert "command-line overrides: job.splitter.test_size = 'big'" in message
+    assert "valid number" in message
+
+
+def test_origin_is_the_file_that_set_the_value(tmp_path: Path) -> None:
+    base = write_config(tmp_path, BASE)
+    more = write_config(tmp_path, "job: {splitter: {KIND: train_test, test_size: 7}}", "more.yaml")
+    message = error_of([base, more])
+    assert f"{more}: job.splitter.test_size = 7" in message
+
+
+def test_unknown_estimator_lists_valid_names(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.model.estimator=RandomForestRegresor"])
+    assert "job.model.estimator = 'RandomForestRegresor'" in message
+    assert "Did you mean RandomForestRegressor" in message and "HistGradientBoostingRegressor" in message
+
+
+def test_unknown_estimator_parameter_lists_valid_ones(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.model.params.alpah=1"])
+    assert "job.model.params" in message and "'alpah'" in message and "alpha" in message
+
+
+def test_invalid_parameter_value_says_what_is_expected(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.model.params.alpha=-3"])
+    assert "job.model.params" in message and "alpha" in message and "range" in message
+
+
+def test_unknown_kind_lists_the_kinds(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.inputs.KIND=excel"])
+    assert (
+        "command-line overrides: job.inputs.KIND = 'excel': unknown KIND; expected one of: csv, parquet"
+        in message
+    )
+
+
+def test_missing_kind_lists_the_kinds(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.splitter.test_size=0.3"])
+    assert (
+        "job.splitter = {'test_size': 0.3}: missing KIND; expected one of: time_series, train_test" in message
+    )
+
+
+def test_unknown_alert_kind_in_a_list(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE + "  alerts: [{KIND: email}]\n")])
+    assert (
+        "job.alerts.0.KIND = 'email'" in message
+        and "unknown KIND; expected one of: console, webhook" in message
+    )
+
+
+def test_metric_that_does_not_fit_the_model(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE)], ["job.metrics=[r2,accuracy]"])
+    assert "accuracy" in message and "regressor" in message
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, BASE.replace("  metrics: [r2]\n", ""))])
+    assert "job.metrics: required field is missing" in message
+
+
+def test_bad_override_syntax(tmp_path: Path) -> None:
+    assert "expected dotted.key=value" in error_of([write_config(tmp_path, BASE)], ["=3"])
+
+
+def test_import_paths_only_when_allowed(tmp_path: Path) -> None:
+    path = write_config(tmp_path, BASE)
+    override = ["job.model.estimator=sklearn.linear_model:Ridge"]
+    assert load_settings([path], override, allow_import_paths=True).job.model.estimator.endswith(":Ridge")
+    with pytest.raises(ConfigurationError, match="import paths are not accepted"):
+        load_settings([path], override, allow_import_paths=False)
+
+
+FIELD_NAMES = set(TrainingJob.model_fields) | {"schema", "register"}
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(key=st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True).filter(lambda k: k not in FIELD_NAMES))
+def test_any_unknown_job_key_is_rejected(tmp_path: Path, key: str) -> None:
+    message = error_of([write_config(tmp_path, BASE)], [f"job.{key}=1"])
+    assert f"job.{key}: unknown key" in message

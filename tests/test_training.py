@@ -1,0 +1,185 @@
+"""The training job end to end in a temporary MLflow store, and every way it can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from tests.conftest import CONFS
+from trainyard.cli import main
+from trainyard.config import load_settings
+from trainyard.core.models import SklearnModel
+from trainyard.jobs.base import CONFIG_HASH_TAG, ERROR_TAG
+from trainyard.jobs.training import TrainingJob
+
+QUICKSTART = str(CONFS / "quickstart.yaml")
+
+
+def only_run(tracking_uri: str, experiment: str = "quickstart") -> mlflow.entities.Run:
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_quickstart_end_to_end(workdir: Path, tracking_uri: str) -> None:
+    job = load_settings([QUICKSTART]).job
+    assert isinstance(job, TrainingJob)
+    with job:
+        result = job.run()
+    run = only_run(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    assert run.info.status == "FINISHED" and run.info.run_id == result["run"].info.run_id
+    # params: the flattened config and the split sizes
+    assert run.data.params["model.estimator"] == "HistGradientBoostingRegressor"
+    assert run.data.params["model.params.max_iter"] == "200"
+    assert run.data.params["data.train_rows"] == "331" and run.data.params["data.test_rows"] == "111"
+    # metrics: each configured metric and the fit time, matching what run() computed
+    assert {"r2", "rmse", "mae", "fit_time"} <= set(run.data.metrics)
+    assert (
+        run.data.metrics["r2"] == pytest.approx(result["scores"]["r2"]) and 0.2 < run.data.metrics["r2"] < 0.7
+    )
+    # lineage: both datasets with source, digest, schema and row count
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"inputs", "targets"}
+    assert "diabetes.csv" in inputs["inputs"].dataset.source
+    assert json.loads(inputs["inputs"].dataset.profile)["num_rows"] == 442
+    assert "bmi" in inputs["inputs"].dataset.schema and inputs["targets"].dataset.digest
+    assert {tag.value for d in inputs.values() for tag in d.tags} == {"inputs", "targets"}
+    # the resolved config and its hash
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml"))
+    assert config["job"]["model"]["params"]["max_iter"] == 200 and config["job"]["KIND"] == "training"
+    assert len(run.data.tags[CONFIG_HASH_TAG]) == 64
+    # the model: signature, input example, pinned requirements, loads back and predicts
+    model_uri = result["model_info"].model_uri
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.signature.inputs.input_names()[:3] == ["age", "sex", "bmi"]
+    assert info.signature.outputs.input_names() == ["prediction"]
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(model_uri)).read_text()
+    assert "scikit-learn==" in requirements and "pandas==" in requirements
+    predictions = mlflow.pyfunc.load_model(model_uri).predict(result["inputs_test"])
+    assert len(predictions) == 111
+    # the registered version and its alias
+    version = client.get_model_version_by_alias("diabetes", "challenger")
+    assert version.version == result["version"].version and version.run_id == run.info.run_id
+
+
+def test_rerun_from_the_logged_config_reproduces_the_run(workdir: Path, tracking_uri: str) -> None:
+    assert main(["run", QUICKSTART, "job.register=null"]) == 0
+    first = only_run(tracking_uri)
+    logged = mlflow.artifacts.download_artifacts(
+        f"runs:/{first.info.run_id}/config.yaml", dst_path=str(workdir)
+    )
+    assert main(["run", logged, "job.mlflow.experiment=again"]) == 0
+    second = only_run(tracking_uri, "again")
+    assert second.data.metrics["r2"] == first.data.metrics["r2"]
+
+
+def test_bad_data_fails_the_run_with_the_error_recorded(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", QUICKSTART, "job.schema.inputs.age.le=50"]) == 1
+    run = only_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert "column 'age'" in run.data.tags[ERROR_TAG]
+    error_text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")
+    assert "DataValidationError" in error_text
+    err = capsys.readouterr().err
+    assert "inputs do not match their schema" in err and "Traceback" not in err
+    assert "job failed" in err, "the failure alert went out"
+
+
+def test_missing_data_file_names_the_field(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", QUICKSTART, "job.inputs.path=data/nothing.csv"]) == 1
+    assert "job.inputs: file not found: 'data/nothing.csv'" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(workdir: Path) -> None:
+    with pytest.raises(Exception, match="file not found"):
+        main(["run", QUICKSTART, "job.inputs.path=data/nothing.csv", "--debug"])
+
+
+def test_config_errors_exit_2_without_traceback(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", QUICKSTART, "job.model.estimator=Nope"]) == 2
+    err = capsys.readouterr().err
+    assert "job.model.estimator = 'Nope'" in err and "Traceback" not in err
+
+
+def test_ctrl_c_ends_the_run_killed(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted_fit(self: SklearnModel, inputs: object, targets: object) -> SklearnModel:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SklearnModel, "fit", interrupted_fit)
+    assert main(["run", QUICKSTART]) == 130
+    run = only_run(tracking_uri)
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags[ERROR_TAG]
+
+
+def test_sigterm_ends_the_run_killed(workdir: Path, tracking_uri: str) -> None:
+    """A real process, terminated mid-fit, leaves its run KILLED (not RUNNING)."""
+    slow = ["job.model.params.max_iter=100000", "job.model.params.early_stopping=false"]
+    command = [sys.executable, "-m", "trainyard.cli", "run", QUICKSTART, *slow]
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    client = mlflow.MlflowClient(tracking_uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        experiment = client.get_experiment_by_name("quickstart")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and "data.train_rows" in runs[0].data.params:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)  # well inside the (minutes long) fit
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    run = only_run(tracking_uri)
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[ERROR_TAG]
+    assert "Traceback" not in output
+
+
+def test_dry_run_prints_the_resolved_config(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", QUICKSTART, "job.model.params.max_iter=7", "--dry-run"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["job"]["model"]["params"]["max_iter"] == 7
+    assert printed["job"]["splitter"]["KIND"] == "train_test"
+    assert not Path("mlruns").exists()
+
+
+def test_classification_example(workdir: Path, tracking_uri: str) -> None:
+    assert main(["run", str(CONFS / "classification.yaml")]) == 0
+    run = only_run(tracking_uri, "breast-cancer")
+    assert run.data.metrics["roc_auc"] > 0.95 and run.data.metrics["accuracy"] < 1.0
+
+
+def test_cli_help_does_not_import_heavy_libraries() -> None:
+    code = "import sys, trainyard.cli; trainyard.cli.build_parser(); print(sorted(sys.modules))"
+    modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("mlflow", "sklearn", "pandas", "pandera", "optuna", "pydantic"):
+        assert f"'{heavy}'" not in modules, heavy
+
+
+def test_schema_command_prints_a_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "job" in schema["properties"] and "TrainingJob" in json.dumps(schema)
+
+
+def test_no_run_is_left_running(workdir: Path, tracking_uri: str) -> None:
+    main(["run", QUICKSTART, "job.inputs.columns=[nope]"])
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert runs and all(run.info.status != "RUNNING" for run in runs)
+    assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") == "true"
