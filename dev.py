@@ -32,10 +32,21 @@ def setup() -> None:
         print("creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
     if not (BIN / "uv").exists():
+        if subprocess.run([str(BIN / "python"), "-m", "pip", "--version"], capture_output=True).returncode:
+            _run(BIN / "python", "-m", "ensurepip", "--default-pip")
         _run(BIN / "python", "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
     subprocess.run(
-        [str(BIN / "uv"), "sync", "--frozen", "--all-extras", "--quiet", "--python", str(BIN / "python")],
+        [
+            str(BIN / "uv"),
+            "sync",
+            "--frozen",
+            "--all-extras",
+            "--compile-bytecode",
+            "--quiet",
+            "--python",
+            str(BIN / "python"),
+        ],
         cwd=ROOT,
         env=env,
         check=True,

@@ -89,3 +89,9 @@ def test_logger_writes_a_file_in_its_folder(tmp_path: Path) -> None:
     service.start().debug("hello file")
     service.stop()
     assert "DEBUG hello file" in (tmp_path / "logs" / "trainyard.log").read_text()
+
+
+def test_malformed_webhook_url_never_fails(caplog: pytest.LogCaptureFixture) -> None:
+    logging.getLogger(LOGGER_NAME).propagate = True
+    notify_all([WebhookAlert(url="http://127.0.0.1:1/hook with space\n", timeout=1)], "Done", "run 1")
+    assert "alert webhook failed" in caplog.text

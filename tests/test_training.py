@@ -14,7 +14,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import CONFS
+from tests.conftest import CONFS, write_config
 from trainyard.cli import main
 from trainyard.config import load_settings
 from trainyard.core.models import SklearnModel
@@ -183,3 +183,33 @@ def test_no_run_is_left_running(workdir: Path, tracking_uri: str) -> None:
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs and all(run.info.status != "RUNNING" for run in runs)
     assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") == "true"
+
+
+def test_debug_flag_before_the_command(workdir: Path) -> None:
+    with pytest.raises(Exception, match="file not found"):
+        main(["--debug", "run", QUICKSTART, "job.inputs.path=data/nothing.csv"])
+
+
+def test_odd_column_names_in_schema_do_not_break_params(workdir: Path, tracking_uri: str) -> None:
+    frame = __import__("pandas").read_csv("data/diabetes.csv").rename(columns={"bmi": "bmi (kg/m²)"})
+    frame.to_csv("data/odd.csv", index=False)
+    config = """
+job:
+  KIND: training
+  inputs: {KIND: csv, path: data/odd.csv, columns: [age, "bmi (kg/m²)"]}
+  targets: {KIND: csv, path: data/odd.csv, columns: [target]}
+  schema: {inputs: {"bmi (kg/m²)": {dtype: float, gt: 0}}}
+  model: {KIND: sklearn, estimator: Ridge}
+  metrics: [r2]
+"""
+    assert main(["run", write_config(workdir, config)]) == 0
+    assert only_run(tracking_uri, "trainyard").info.status == "FINISHED"
+
+
+def test_json_schema_accepts_the_example_configs() -> None:
+    import jsonschema
+
+    from trainyard.settings import json_schema
+
+    for path in sorted(CONFS.glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())

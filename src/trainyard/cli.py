@@ -11,23 +11,27 @@ from trainyard import __version__
 from trainyard.errors import TrainyardError
 
 EPILOG = """examples:
+  trainyard example-data
   trainyard run confs/quickstart.yaml
-  trainyard run confs/training.yaml job.model.params.max_iter=500
-  trainyard run confs/data.yaml confs/training.yaml --dry-run
+  trainyard run confs/quickstart.yaml job.model.params.max_iter=500 job.mlflow.run_name=longer
+  trainyard run confs/quickstart.yaml confs/more.yaml --dry-run
   trainyard schema > trainyard.schema.json"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    # --debug is accepted before or after the command; SUPPRESS keeps a subcommand from resetting it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
     parser = argparse.ArgumentParser(
         prog="trainyard",
         description="Run ML jobs described in YAML, tracked in MLflow.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"trainyard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
@@ -56,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Options may sit between config arguments (run a.yaml --debug k=v): the rest are configs too.
+    if extra and (args.command != "run" or any(item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.configs += extra
     if args.command is None:
         parser.print_help()
         return 0

@@ -186,7 +186,7 @@ def _header(jobs: list[Model], families: list[Family]) -> str:
         "- [Top level](#top-level)",
         "- [Jobs](#jobs): " + ", ".join(f"[{_kind(job)}](#{_anchor(_member_heading(job))})" for job in jobs),
         "- [Components](#components): "
-        + ", ".join(f"[{family.paths[0]}](#{_anchor(family.title)})" for family in families),
+        + ", ".join(f"[`{family.paths[0]}`](#{_anchor(family.title)})" for family in families),
         f"- [{ESTIMATORS_TITLE}](#{_anchor(ESTIMATORS_TITLE)})",
         f"- [{METRIC_NAMES}](#{_anchor(METRIC_NAMES)})",
     ]

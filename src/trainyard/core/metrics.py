@@ -101,4 +101,4 @@ def _from_name(value: Any) -> Any:
     return {"KIND": value} if isinstance(value, str) else value
 
 
-MetricKind = Annotated[Metric, BeforeValidator(_from_name)]
+MetricKind = Annotated[Metric, BeforeValidator(_from_name, json_schema_input_type=MetricName | Metric)]

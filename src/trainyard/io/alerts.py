@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import json
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Annotated, Literal
@@ -64,5 +63,5 @@ def notify_all(alerts: Sequence[Alert], title: str, message: str) -> None:
     for alert in alerts:
         try:
             alert.notify(title, message)
-        except (OSError, urllib.error.URLError, ValueError) as error:
+        except Exception as error:  # any failure of any destination: log it, never fail the job
             get_logger().warning("alert %s failed: %s", alert.KIND, error)

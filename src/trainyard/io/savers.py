@@ -32,22 +32,43 @@ class SklearnSaver(Component):
         description="How the model is serialized; cloudpickle saves every estimator (skops refuses some).",
     )
 
+    check_serving: bool = Field(
+        False,
+        description="Reload the saved model and score the input example the way a model server would "
+        "(MLflow's check; about 1 s). The job has already scored the fitted model on the test rows.",
+    )
+
     def save(self, model: Any, signature: ModelSignature, inputs: pd.DataFrame) -> ModelInfo:
         """Log ``model`` and return its info (model URI, id)."""
-        import mlflow.sklearn
+        from mlflow.models import Model
 
         example = inputs.head(self.input_example_rows) if self.input_example_rows else None
         try:
-            return mlflow.sklearn.log_model(
-                model,
+            return Model.log(
+                artifact_path=None,
                 name=self.name,
+                flavor=_SklearnFlavor,
+                sk_model=model,
                 signature=signature,
                 input_example=example,
                 pip_requirements=pinned_requirements(model),
                 serialization_format=self.serialization,
+                validate_serving_input=self.check_serving,
             )
         except Exception as error:
             raise ModelRegistryError(f"saving the model failed: {error}") from error
+
+
+class _SklearnFlavor:
+    """MLflow's scikit-learn flavor, taking the serving-check switch that ``Model.log`` reads."""
+
+    __name__ = "mlflow.sklearn"
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        import mlflow.sklearn
+
+        mlflow.sklearn.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
 
 
 def pinned_requirements(model: Any) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import json
+import re
 import signal
 import threading
 import time
@@ -32,8 +32,10 @@ CONFIG_ARTIFACT = "config.yaml"
 CONFIG_HASH_TAG = "trainyard.config_hash"
 KIND_TAG = "trainyard.kind"
 ERROR_TAG = "trainyard.error"
-# Sections of a job that say where it runs, not what it computes: not logged as params.
-_SERVICE_FIELDS = {"logger", "alerts", "mlflow"}
+# Not logged as params: where the job runs (services), and data rules keyed by column names that
+# MLflow may refuse as param keys. All of it is in the logged config.yaml.
+_UNLOGGED_FIELDS = {"logger", "alerts", "mlflow", "schema"}
+_PARAM_KEY_UNSAFE = re.compile(r"[^\w\-. /]")
 
 
 def _default_alerts() -> list[AlertKind]:
@@ -101,12 +103,13 @@ class Job(Component, abc.ABC):
         import yaml
 
         config = self.resolved_config()
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        text = yaml.safe_dump(config, sort_keys=False)
+        digest = hashlib.sha256(text.encode()).hexdigest()  # `sha256sum config.yaml` gives the same
         run = self.mlflow.start_run(tags={KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest})
         status = "FAILED"
         try:
-            mlflow.log_text(yaml.safe_dump(config, sort_keys=False), CONFIG_ARTIFACT)
-            mlflow.log_params(_flatten({k: v for k, v in config["job"].items() if k not in _SERVICE_FIELDS}))
+            mlflow.log_text(text, CONFIG_ARTIFACT)
+            mlflow.log_params(_flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS}))
             get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.mlflow.experiment)
             yield run
             status = "FINISHED"
@@ -186,4 +189,4 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
         for key, value in data.items():
             flat.update(_flatten(value, f"{prefix}{key}."))
         return flat
-    return {prefix.rstrip("."): str(data)[:500]}
+    return {_PARAM_KEY_UNSAFE.sub("_", prefix.rstrip(".")): str(data)[:500]}

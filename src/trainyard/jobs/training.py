@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from trainyard.core.metrics import MetricKind
+from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
 from trainyard.core.schemas import DataSchemas
 from trainyard.errors import DataValidationError
@@ -39,14 +39,17 @@ class TrainingJob(Job):
         None, alias="register", description="Register the model (unset: log it only)."
     )
 
-    @model_validator(mode="after")
-    def _metrics_fit_model(self) -> TrainingJob:
-        is_classifier = self.model.is_classifier
-        wrong = [m.name for m in self.metrics if m.for_classifiers != is_classifier]
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_fit_model(cls, metrics: list[Metric], info: ValidationInfo) -> list[Metric]:
+        model = info.data.get("model")
+        if model is None:
+            return metrics
+        wrong = [m.name for m in metrics if m.for_classifiers != model.is_classifier]
         if wrong:
-            task = "classifier" if is_classifier else "regressor"
-            raise ValueError(f"metrics {', '.join(wrong)} do not apply to a {task} ({self.model.KIND} model)")
-        return self
+            task = "classifier" if model.is_classifier else "regressor"
+            raise ValueError(f"{', '.join(wrong)} do not apply to a {task} ({model.estimator})")
+        return metrics
 
     def run(self) -> Locals:
         import mlflow
