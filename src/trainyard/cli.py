@@ -127,9 +127,11 @@ def _run(arguments: list[str], *, dry_run: bool) -> int:
 
 
 def _error(message: str) -> None:
+    from rich.markup import escape
+
     from trainyard.io.console import console
 
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":
