@@ -15,7 +15,12 @@ from trainyard.core.schemas import DataSchemas
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
 from trainyard.io.readers import CsvReader, ParquetReader
 from trainyard.utils.signers import InferSigner
-from trainyard.utils.splitters import TimeSeriesSplitter, TrainTestSplitter
+from trainyard.utils.splitters import (
+    KFoldSplitter,
+    StratifiedKFoldSplitter,
+    TimeSeriesSplitter,
+    TrainTestSplitter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +109,28 @@ def test_train_test_split_sizes_seed_and_stratify() -> None:
 def test_time_series_split_keeps_order(diabetes: pd.DataFrame) -> None:
     train, test = TimeSeriesSplitter(test_size=0.25).split(diabetes, diabetes[["target"]])
     assert train.max() < test.min() and len(test) == round(442 * 0.25) and len(train) + len(test) == 442
+
+
+def test_time_series_folds_move_forward(diabetes: pd.DataFrame) -> None:
+    folds = TimeSeriesSplitter(test_size=0.2, n_splits=4).folds(diabetes, diabetes[["target"]])
+    assert len(folds) == 4
+    for train, test in folds:
+        assert train.max() + 1 == test.min() and len(test) == round(442 * 0.2)
+    assert folds[-1][1].max() == 441
+    with pytest.raises(ValueError, match="leaves no rows"):
+        TimeSeriesSplitter(test_size=0.25, n_splits=4)
+
+
+def test_kfold_and_stratified_kfold_cover_every_row_once() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    for splitter in (KFoldSplitter(n_splits=5), StratifiedKFoldSplitter(n_splits=5)):
+        folds = splitter.folds(inputs, targets)
+        assert len(folds) == 5 and sorted(np.concatenate([test for _, test in folds])) == list(range(150))
+    stratified = StratifiedKFoldSplitter(n_splits=5).folds(inputs, targets)
+    assert all(targets.iloc[test, 0].value_counts().tolist() == [10, 10, 10] for _, test in stratified)
+    with pytest.raises(ConfigurationError, match="cannot make folds"):
+        KFoldSplitter(n_splits=5).folds(inputs.head(3), targets.head(3))
 
 
 def test_split_errors() -> None:
