@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(str(error))
         return error.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
+    except KeyboardInterrupt as interruption:  # Ctrl-C, or SIGTERM (JobCancelledError)
+        _error(str(interruption) or "interrupted")
         return 130
     except Exception as error:
         if args.debug:

@@ -35,7 +35,9 @@ class ResourceNotFoundError(TrainyardError):
     """A run, model version or study that a config refers to does not exist."""
 
 
-class JobCancelledError(TrainyardError):
-    """The job was interrupted (Ctrl-C or SIGTERM); its MLflow run ends KILLED."""
+class JobCancelledError(KeyboardInterrupt):
+    """The job was terminated (SIGTERM); its MLflow run ends KILLED, like on Ctrl-C.
 
-    exit_code = 130
+    A KeyboardInterrupt, not an Exception, so that code which contains errors (a tuning study that
+    records a failed trial and goes on) never swallows a cancellation.
+    """

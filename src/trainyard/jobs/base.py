@@ -114,7 +114,7 @@ class Job(Component, abc.ABC):
             yield run
             status = "FINISHED"
         except BaseException as error:
-            cancelled = isinstance(error, KeyboardInterrupt | JobCancelledError)
+            cancelled = isinstance(error, KeyboardInterrupt)
             status = "KILLED" if cancelled else "FAILED"
             _record_error(error)
             verb = "was cancelled" if cancelled else "failed"
@@ -166,7 +166,7 @@ def _cancel_on_sigterm(signum: int, frame: object) -> None:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
+        return str(error) or "interrupted (Ctrl-C)"
     return str(error) if isinstance(error, TrainyardError) else f"{type(error).__name__}: {error}"
 
 
