@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from trainyard.component import Component
 from trainyard.jobs.training import TrainingJob
+from trainyard.jobs.tuning import TuningJob
 
-JobKind = TrainingJob
+JobKind = Annotated[TrainingJob | TuningJob, Field(discriminator="KIND")]
 
 
 class Settings(Component):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from trainyard.component import Component
 from trainyard.core.estimators import check_estimator_name, estimator_class
@@ -46,6 +46,20 @@ class Model(Component, abc.ABC):
         """Whether the model predicts classes."""
 
 
+class TunedParams(Component):
+    """Where tuned parameters come from: a finished tuning run, or a study in Optuna storage."""
+
+    run_id: str | None = Field(None, description="The MLflow run of a tuning job (its best_params.json).")
+    study: str | None = Field(None, description="A study name; its best trial's parameters.")
+    storage: str | None = Field(None, description="The study's storage (default: as the tuning job's).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TunedParams:
+        if (self.run_id is None) == (self.study is None):
+            raise ValueError("give exactly one of run_id (a tuning run) or study (a study name)")
+        return self
+
+
 class SklearnModel(Model):
     """Preprocessing for numeric and categorical columns, then an estimator chosen by name."""
 
@@ -55,6 +69,9 @@ class SklearnModel(Model):
         "from the command line also an import path 'package.module:Class'."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the estimator.")
+    params_from: TunedParams | None = Field(
+        None, description="Take parameters from a tuning run or study; `params` given here win over them."
+    )
     categorical: list[str] = Field(default_factory=list, description="Columns treated as categories.")
     encoding: Literal["onehot", "ordinal"] = Field("onehot", description="How categories are encoded.")
     impute: bool = Field(True, description="Fill missing numbers (median) and categories (most frequent).")

@@ -37,17 +37,25 @@ class MlflowService(Component):
         quiet_mlflow()
         mlflow.set_tracking_uri(self.resolved_tracking_uri)
         mlflow.set_registry_uri(absolute_sqlite_uri(self.registry_uri or self.tracking_uri))
-        mlflow.set_experiment(self.experiment)
+        try:
+            mlflow.set_experiment(self.experiment)
+        except mlflow.exceptions.MlflowException:
+            # Another worker created it between MLflow's lookup and its insert: it exists now.
+            mlflow.set_experiment(self.experiment)
 
     @property
     def resolved_tracking_uri(self) -> str:
         """The tracking URI with a relative SQLite path made absolute (MLflow caches stores by URI)."""
         return absolute_sqlite_uri(self.tracking_uri)
 
-    def start_run(self, tags: dict[str, str]) -> Any:
-        """Start the job's MLflow run (ended by the caller)."""
+    def start_run(self, tags: dict[str, str], run_id: str | None = None) -> Any:
+        """Start the job's MLflow run, or resume ``run_id`` (ended by the caller)."""
         import mlflow
 
+        if run_id is not None:
+            run = mlflow.start_run(run_id=run_id)
+            mlflow.set_tags({**self.tags, **tags})
+            return run
         return mlflow.start_run(run_name=self.run_name, tags={**self.tags, **tags})
 
     def ui_command(self) -> str:

@@ -97,19 +97,27 @@ class Job(Component, abc.ABC):
         return {"job": self.model_dump(mode="json", by_alias=True)}
 
     @contextmanager
-    def tracked_run(self) -> Iterator[Any]:
-        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING."""
+    def tracked_run(self, run_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[Any]:
+        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING.
+
+        ``run_id`` resumes an existing run (a tuning study's parent) instead of starting one.
+        """
         import mlflow
         import yaml
 
         config = self.resolved_config()
         text = yaml.safe_dump(config, sort_keys=False)
         digest = hashlib.sha256(text.encode()).hexdigest()  # `sha256sum config.yaml` gives the same
-        run = self.mlflow.start_run(tags={KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest})
+        run = self.mlflow.start_run(
+            tags={**(tags or {}), KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest}, run_id=run_id
+        )
         status = "FAILED"
         try:
             mlflow.log_text(text, CONFIG_ARTIFACT)
-            mlflow.log_params(_flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS}))
+            params = _flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS})
+            if run_id is not None:  # a resumed run keeps its params (a budget may have changed since)
+                params = {k: v for k, v in params.items() if k not in run.data.params}
+            mlflow.log_params(params)
             get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.mlflow.experiment)
             yield run
             status = "FINISHED"

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from trainyard.core.metrics import Metric, MetricKind
-from trainyard.core.models import ModelKind
+from trainyard.core.models import ModelKind, SklearnModel
 from trainyard.core.schemas import DataSchemas
-from trainyard.errors import DataValidationError
+from trainyard.errors import ConfigurationError, DataValidationError
 from trainyard.io.readers import ReaderKind
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
@@ -55,6 +55,12 @@ class TrainingJob(Job):
         import mlflow
 
         with self.tracked_run() as run:
+            model = self.model
+            if model.params_from is not None:
+                with self.step("take tuned parameters") as step:
+                    model = _with_tuned_params(model, self.mlflow.resolved_tracking_uri)
+                    mlflow.log_params({f"tuned.{k}": str(v)[:500] for k, v in model.params.items()})
+                    step.note(", ".join(f"{k}={v}" for k, v in model.params.items()))
             with self.step("read inputs and targets") as step:
                 inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
                 targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
@@ -74,13 +80,13 @@ class TrainingJob(Job):
                 mlflow.log_params({"data.train_rows": len(train_index), "data.test_rows": len(test_index)})
             with self.step("fit") as step:
                 fit_start = _now()
-                self.model.fit(inputs_train, targets_train)
+                model.fit(inputs_train, targets_train)
                 fit_time = _now() - fit_start
                 mlflow.log_metric("fit_time", fit_time)
             with self.step("predict") as step:
-                outputs = self.model.predict(inputs_test)
+                outputs = model.predict(inputs_test)
                 needs_proba = any(metric.needs_proba for metric in self.metrics)
-                probas = self.model.predict_proba(inputs_test) if needs_proba else None
+                probas = model.predict_proba(inputs_test) if needs_proba else None
                 step.note(f"outputs {outputs.shape}")
             with self.step("score") as step:
                 scores = {m.name: m.score(targets_test, outputs, probas) for m in self.metrics}
@@ -92,7 +98,7 @@ class TrainingJob(Job):
                     f"inputs {len(signature.inputs.inputs)} columns -> {signature.outputs.input_names()}"
                 )
             with self.step("save") as step:
-                model_info = self.saver.save(self.model.fitted(), signature, inputs_train)
+                model_info = self.saver.save(model.fitted(), signature, inputs_train)
                 step.note(model_info.model_uri)
             version = None
             if self.model_register is not None:
@@ -105,6 +111,24 @@ class TrainingJob(Job):
                 _summary(run.info.run_id, scores, model_info.model_uri, version, self),
             )
         return locals()
+
+
+def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
+    """``model`` with the tuned parameters under its own, validated like any config."""
+    from pydantic import ValidationError
+
+    from trainyard.io.tuned import load_tuned_params
+
+    assert model.params_from is not None
+    tuned = load_tuned_params(model.params_from, tracking_uri)
+    data = {**model.model_dump(), "params": {**tuned, **model.params}, "params_from": None}
+    try:
+        return SklearnModel.model_validate(data, context={"allow_import_paths": True})
+    except ValidationError as error:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        raise ConfigurationError(
+            f"job.model.params_from: the tuned parameters do not fit: {problems}"
+        ) from None
 
 
 def _check_same_rows(inputs: pd.DataFrame, targets: pd.DataFrame) -> None:

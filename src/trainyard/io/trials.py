@@ -1,0 +1,160 @@
+"""Mirror an Optuna study in MLflow: a child run per finished trial, then the study's results."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainyard.io.logging import get_logger
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from trainyard.core.metrics import Metric
+
+_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+class TrialLogger:
+    """Writes trials as child runs of ``parent_id`` with the client API (no global run state)."""
+
+    def __init__(self, parent_id: str, study_name: str, metrics: list[Metric]) -> None:
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient()
+        self.parent_id = parent_id
+        self.study_name = study_name
+        self.metrics = metrics
+        self.experiment_id = self.client.get_run(parent_id).info.experiment_id
+
+    def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback: record the trial that just finished."""
+        try:
+            self.write(trial)
+        except Exception as error:  # the study goes on; the next run's reconcile writes it
+            get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
+
+    def write(self, trial: FrozenTrial) -> None:
+        """One child run with the trial's params, per-fold and mean/std scores, fit time and state."""
+        import numpy as np
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import Param, RunTag
+
+        start = _ms(trial.datetime_start)
+        end = _ms(trial.datetime_complete) or start
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "mlflow.runName": f"trial-{trial.number}",
+            "trainyard.study": self.study_name,
+            "trainyard.trial": str(trial.number),
+            "trainyard.state": trial.state.name,
+        }
+        if "error" in trial.user_attrs:
+            tags["trainyard.error"] = str(trial.user_attrs["error"])[:5000]
+        run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
+        metrics = []
+        fold_scores: dict[str, list[float]] = trial.user_attrs.get("fold_scores", {})
+        for name, scores in fold_scores.items():
+            metrics += [MlflowMetric(f"{name}_fold", float(v), end, step) for step, v in enumerate(scores)]
+            if scores:
+                metrics.append(MlflowMetric(f"{name}_mean", float(np.mean(scores)), end, 0))
+                metrics.append(MlflowMetric(f"{name}_std", float(np.std(scores)), end, 0))
+        if "fit_time" in trial.user_attrs:
+            metrics.append(MlflowMetric("fit_time", float(trial.user_attrs["fit_time"]), end, 0))
+        params = [Param(key, str(value)[:500]) for key, value in trial.params.items()]
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=metrics,
+            params=params,
+            tags=[RunTag("trainyard.duration_s", f"{(end - start) / 1000:.3f}")],
+        )
+        self.client.set_terminated(run.info.run_id, _STATUS.get(trial.state.name, "FAILED"), end_time=end)
+
+    def reconcile(self, study: optuna.Study) -> int:
+        """Write every finished trial that has no child run yet; return how many were written."""
+        from optuna.trial import TrialState
+
+        logged = {
+            run.data.tags.get("trainyard.trial")
+            for run in self.client.search_runs(
+                [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=50_000
+            )
+        }
+        finished = study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        )
+        missing = [trial for trial in finished if str(trial.number) not in logged]
+        for trial in missing:
+            self.write(trial)
+        return len(missing)
+
+    def log_results(self, study: optuna.Study, best: FrozenTrial, plots: bool) -> None:
+        """Best params and scores, the results table, and the plots, on the parent run."""
+        import mlflow
+
+        # Tags, not params: a resumed or shared study finds a better trial later, and params are immutable.
+        mlflow.set_tags({f"best.{key}": str(value)[:500] for key, value in best.params.items()})
+        mlflow.log_metrics(
+            {f"best_{m.name}": value for m, value in zip(self.metrics, best.values, strict=True)}
+        )
+        mlflow.log_metric("best_trial", best.number)
+        mlflow.log_dict(
+            {"trial": best.number, "params": best.params, "values": best.values}, "best_params.json"
+        )
+        mlflow.set_tag("trainyard.best_trial", str(best.number))
+        with tempfile.TemporaryDirectory() as folder:
+            table = Path(folder) / "trials.csv"
+            study.trials_dataframe().to_csv(table, index=False)
+            mlflow.log_artifact(str(table))
+            if len(self.metrics) > 1:
+                front = [
+                    {"trial": t.number, "params": t.params, "values": t.values} for t in study.best_trials
+                ]
+                (Path(folder) / "pareto_front.json").write_text(json.dumps(front, indent=2))
+                mlflow.log_artifact(str(Path(folder) / "pareto_front.json"))
+        if plots:
+            _log_plots(study, [m.name for m in self.metrics])
+
+
+def _log_plots(study: optuna.Study, names: list[str]) -> None:
+    """Optimization history, parameter importances and parallel coordinates (first objective)."""
+    import warnings
+
+    import matplotlib
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    target = (lambda t: t.values[0]) if len(names) > 1 else None
+    makers = {
+        "optimization_history.png": lambda: plots.plot_optimization_history(
+            study, target=target, target_name=names[0]
+        ),
+        "param_importances.png": lambda: plots.plot_param_importances(
+            study, target=target, target_name=names[0]
+        ),
+        "parallel_coordinate.png": lambda: plots.plot_parallel_coordinate(
+            study, target=target, target_name=names[0]
+        ),
+    }
+    import mlflow
+
+    for name, make in makers.items():
+        try:
+            axes: Any = make()
+            figure: Any = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.tight_layout()
+            mlflow.log_figure(figure, f"plots/{name}")
+            plt.close(figure)
+        except Exception as error:  # e.g. importances need two completed trials
+            get_logger().warning("plot %s skipped: %s", name, error)
+
+
+def _ms(moment: object) -> int:
+    return int(moment.timestamp() * 1000) if moment is not None else 0  # type: ignore[attr-defined]

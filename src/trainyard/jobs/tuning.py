@@ -1,0 +1,302 @@
+"""The tuning job: a durable, resumable, shareable hyperparameter search tracked in MLflow.
+
+The Optuna study (in its storage) is the record of truth; MLflow mirrors it: one parent run per study,
+one child run per finished trial, written from the stored trial, so a trial finished in storage but
+missing in MLflow (its process died in between) is written on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from trainyard.core.metrics import Metric, MetricKind
+from trainyard.core.models import ModelKind
+from trainyard.core.schemas import DataSchemas
+from trainyard.errors import TrainingJobError
+from trainyard.io.readers import ReaderKind
+from trainyard.io.studies import StudyStorage
+from trainyard.jobs.base import Job, Locals
+from trainyard.utils.searchers import SearcherKind
+from trainyard.utils.splitters import KFoldSplitter, SplitterKind
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from optuna.trial import FrozenTrial
+
+    from trainyard.core.models import Model
+    from trainyard.utils.splitters import Fold
+
+STUDY_TAG = "trainyard.study"
+TRIAL_TAG = "trainyard.trial"
+
+
+class TuningJob(Job):
+    """Search a model's parameters by cross-validation; log every trial; report the best."""
+
+    KIND: Literal["tuning"] = "tuning"
+    inputs: ReaderKind = Field(description="Where the input columns (features) come from.")
+    targets: ReaderKind = Field(description="Where the target column comes from (same rows as inputs).")
+    data_schema: DataSchemas = Field(default_factory=DataSchemas, alias="schema", description="Data rules.")
+    model: ModelKind = Field(
+        description="The model; `params` are fixed, the searched ones come from the space."
+    )
+    metrics: list[MetricKind] = Field(
+        min_length=1, description="Objectives (cross-validated means); several make a Pareto front."
+    )
+    best_by: str | None = Field(
+        None, description="With several metrics: the one that picks 'best' (default: first)."
+    )
+    splitter: SplitterKind = Field(
+        default_factory=KFoldSplitter, description="Folds of the cross-validation."
+    )
+    searcher: SearcherKind = Field(description="What to search, how, with what budget.")
+    study: StudyStorage = Field(default_factory=StudyStorage, description="Where the study is stored.")
+    plots: bool = Field(True, description="Log optimization history, importances and parallel coordinates.")
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_metric(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
+    @field_validator("best_by")
+    @classmethod
+    def _best_by_is_a_metric(cls, value: str | None, info: ValidationInfo) -> str | None:
+        names = [m.name for m in info.data.get("metrics", [])]
+        if value is not None and names and value not in names:
+            raise ValueError(f"{value!r} is not one of the metrics: {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _searchable(self) -> TuningJob:
+        wrong = [m.name for m in self.metrics if m.for_classifiers != self.model.is_classifier]
+        if wrong:
+            task = "classifier" if self.model.is_classifier else "regressor"
+            raise ValueError(f"metrics {', '.join(wrong)} do not apply to a {task} ({self.model.estimator})")
+        if len(self.metrics) > 1 and self.searcher.pruner is not None:
+            raise ValueError(
+                "pruning works with one metric only (Optuna cannot prune multi-objective trials)"
+            )
+        if self.searcher.budget() is None and self.searcher.timeout is None:
+            raise ValueError("give the searcher a budget: n_trials, timeout, or both")
+        return self
+
+    @property
+    def objective(self) -> Metric:
+        """The metric that picks the best trial."""
+        return next(m for m in self.metrics if m.name == (self.best_by or self.metrics[0].name))
+
+    def study_name(self) -> str:
+        """The configured name, or the experiment and a hash of what is searched (not of the budget)."""
+        if self.study.name:
+            return self.study.name
+        searched = self.model_dump(
+            mode="json",
+            by_alias=True,
+            include={"inputs", "targets", "model", "metrics", "splitter", "searcher"},
+        )
+        for budget in ("n_trials", "timeout", "n_jobs"):
+            searched["searcher"].pop(budget, None)
+        digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.mlflow.experiment}-{digest}"
+
+    def run(self) -> Locals:
+        import mlflow
+        import optuna
+
+        from trainyard.io.studies import PARENT_ATTR, fail_trials_of_dead_workers, shared_parent_run
+        from trainyard.io.trials import TrialLogger
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
+        name = self.study_name()
+        with self.step("open study") as step:
+            storage = self.study.open(self.mlflow.resolved_tracking_uri)
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                load_if_exists=True,
+                directions=[m.direction for m in self.metrics],
+                sampler=self.searcher.sampler(multi_objective=len(self.metrics) > 1),
+                pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
+            )
+            dead = fail_trials_of_dead_workers(storage, study)
+            finished = _count_finished(study)
+            step.note(
+                f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: {finished} finished"
+            )
+            if dead:
+                step.note(f"trials {dead} of dead workers marked failed")
+        parent_id = shared_parent_run(study, exists=_run_exists)
+        with self.tracked_run(run_id=parent_id, tags={STUDY_TAG: name}) as run:
+            if parent_id is None:
+                study.set_user_attr(PARENT_ATTR, run.info.run_id)
+            trials = TrialLogger(run.info.run_id, name, self.metrics)
+            with self.step("reconcile MLflow with the study") as step:
+                written = trials.reconcile(study)
+                step.note(f"{written} finished trials were missing in MLflow and are written now")
+            with self.step("read inputs and targets") as step:
+                inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
+                targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
+                step.note(f"inputs {inputs.shape}, targets {targets.shape}")
+            with self.step("log lineage"):
+                mlflow.log_input(self.inputs.lineage(inputs, "inputs"), context="inputs")
+                mlflow.log_input(self.targets.lineage(targets, "targets"), context="targets")
+            with self.step("make folds") as step:
+                folds = self.splitter.folds(inputs, targets)
+                step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
+            budget = self.searcher.budget()
+            with self.step("search") as step:
+                self._search(study, inputs, targets, folds, trials, budget)
+                step.note(f"{_count_finished(study)} trials finished in the study")
+            with self.step("log results") as step:
+                best = self._best_trial(study)
+                trials.log_results(study, best, self.plots)
+                step.note(f"best trial {best.number}: {_format(best.params)}")
+            scores = dict(zip([m.name for m in self.metrics], best.values, strict=True))
+            summary = {
+                "run": run.info.run_id,
+                "study": f"{name} ({_count_finished(study)} trials)",
+                "best": ", ".join(f"{k}={v:.4g}" for k, v in scores.items()),
+                "params": _format(best.params),
+                "look": self.mlflow.ui_command(),
+            }
+            self.report("Tuning finished", summary)
+        return locals()
+
+    def _search(
+        self,
+        study: optuna.Study,
+        inputs: pd.DataFrame,
+        targets: pd.DataFrame,
+        folds: list[Fold],
+        trials: Any,
+        budget: int | None,
+    ) -> None:
+        from optuna.study import MaxTrialsCallback
+
+        from trainyard.io.progress import TrialProgress
+
+        remaining = None if budget is None else max(0, budget - _count_finished(study))
+        if remaining == 0:
+            return
+        callbacks: list[Any] = [trials.on_trial_end]
+        if budget is not None:
+            callbacks.append(MaxTrialsCallback(budget, states=None))
+        with TrialProgress(study, budget, self.objective, self.metrics) as progress:
+            callbacks.append(progress.on_trial_end)
+            study.optimize(
+                _Objective(self, inputs, targets, folds),
+                n_trials=remaining,
+                timeout=self.searcher.timeout,
+                n_jobs=self.searcher.n_jobs,
+                catch=(Exception,),
+                callbacks=callbacks,
+            )
+
+    def _best_trial(self, study: optuna.Study) -> FrozenTrial:
+        from optuna.trial import TrialState
+
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not completed:
+            failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            first = next(
+                (t.user_attrs.get("error") for t in failed if t.user_attrs.get("error")), "no error recorded"
+            )
+            raise TrainingJobError(
+                f"no trial of study {study.study_name} completed ({len(failed)} failed); first error: {first}"
+            )
+        if len(self.metrics) == 1:
+            return study.best_trial
+        index = [m.name for m in self.metrics].index(self.objective.name)
+        front = study.best_trials
+        return (max if self.objective.direction == "maximize" else min)(front, key=lambda t: t.values[index])
+
+
+class _Objective:
+    """Cross-validate the model with a trial's parameters; per-fold scores go to the trial's attrs."""
+
+    def __init__(
+        self, job: TuningJob, inputs: pd.DataFrame, targets: pd.DataFrame, folds: list[Fold]
+    ) -> None:
+        self.job = job
+        self.inputs = inputs
+        self.targets = targets
+        self.folds = folds
+        self.dimensions = job.searcher.dimensions
+        self._local = threading.local()
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        import time
+
+        import numpy as np
+        import optuna
+
+        from trainyard.io.studies import WORKER_ATTR, worker_token
+
+        trial.set_user_attr(WORKER_ATTR, worker_token())
+        params = {name: _suggest(trial, name, dimension) for name, dimension in self.dimensions.items()}
+        model: Model = self.job.model.model_copy(update={"params": {**self.job.model.params, **params}})
+        metrics = self.job.metrics
+        scores: dict[str, list[float]] = {m.name: [] for m in metrics}
+        fit_time = 0.0
+        try:
+            for fold, (train, test) in enumerate(self.folds):
+                start = time.perf_counter()
+                model.fit(self.inputs.iloc[train], self.targets.iloc[train])
+                fit_time += time.perf_counter() - start
+                test_inputs, test_targets = self.inputs.iloc[test], self.targets.iloc[test]
+                outputs = model.predict(test_inputs)
+                probas = model.predict_proba(test_inputs) if any(m.needs_proba for m in metrics) else None
+                for metric in metrics:
+                    scores[metric.name].append(metric.score(test_targets, outputs, probas))
+                trial.set_user_attr("fold_scores", scores)
+                trial.set_user_attr("fit_time", fit_time)
+                if len(metrics) == 1:
+                    trial.report(float(np.mean(scores[metrics[0].name])), fold)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after fold {fold}")
+        except (optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
+            raise
+        means = [float(np.mean(scores[m.name])) for m in metrics]
+        return means[0] if len(means) == 1 else means
+
+
+def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:
+    if dimension.kind == "categorical":
+        return trial.suggest_categorical(name, list(dimension.choices))
+    if dimension.kind == "int":
+        return trial.suggest_int(
+            name, int(dimension.low), int(dimension.high), step=int(dimension.step or 1), log=dimension.log
+        )
+    return trial.suggest_float(name, dimension.low, dimension.high, step=dimension.step, log=dimension.log)
+
+
+def _count_finished(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    )
+
+
+def _run_exists(run_id: str) -> bool:
+    """Whether MLflow has this run, not deleted."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+def _format(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

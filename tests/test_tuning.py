@@ -1,0 +1,315 @@
+"""The tuning job: searchers, tracking, resume, shared studies, failures, pruning, params_from."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import CONFS, write_config
+from trainyard.cli import main
+from trainyard.config import load_settings
+from trainyard.errors import ConfigurationError
+
+TUNING = """
+job:
+  KIND: tuning
+  mlflow: {experiment: tune}
+  inputs: {KIND: csv, path: data/diabetes.csv, drop: [target]}
+  targets: {KIND: csv, path: data/diabetes.csv, columns: [target]}
+  model: {KIND: sklearn, estimator: DecisionTreeRegressor, params: {random_state: 0}}
+  metrics: [rmse]
+  splitter: {KIND: kfold, n_splits: 3}
+  plots: false
+  searcher: SEARCHER
+"""
+TPE = """
+    KIND: optuna
+    sampler: {KIND: tpe, seed: 55, n_startup_trials: 3}
+    n_trials: 6
+    space:
+      max_depth: range(2, 10)
+      min_samples_leaf: choice(1, 5, 10, 20)
+      ccp_alpha: tag(log, interval(0.001, 10.0))"""
+
+
+def tuning(workdir: Path, searcher: str = TPE, extra: str = "") -> str:
+    """A tuning config file with this searcher (a YAML block or flow mapping)."""
+    return write_config(workdir, TUNING.replace("SEARCHER", searcher) + extra)
+
+
+def runs_of(
+    tracking_uri: str, experiment: str = "tune"
+) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, "one parent run per study"
+    return parents[0], [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+
+
+def study_of(workdir: Path, name: str | None = None) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
+    names = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name or names[0], storage=storage)
+
+
+def params_of(study: optuna.Study) -> list[tuple[object, ...]]:
+    return [tuple(sorted(t.params.items())) for t in study.trials if t.params]
+
+
+def test_tuning_end_to_end(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.plots=true"]) == 0
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED" and len(children) == 6
+    child = children[0]
+    assert child.info.status == "FINISHED" and set(child.data.params) == {
+        "max_depth",
+        "min_samples_leaf",
+        "ccp_alpha",
+    }
+    assert {"rmse_mean", "rmse_std", "rmse_fold", "fit_time"} <= set(child.data.metrics)
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(child.info.run_id, "rmse_fold")
+    assert [m.step for m in history] == [0, 1, 2]
+    study_name = parent.data.tags["trainyard.study"]
+    assert all(c.data.tags["trainyard.study"] == study_name for c in children)
+    # the parent: lineage, config, best params and score, results table, plots
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"inputs", "targets"}
+    study = study_of(workdir, study_name)
+    assert parent.data.metrics["best_rmse"] == pytest.approx(study.best_value)
+    assert parent.data.tags["best.max_depth"] == str(study.best_params["max_depth"])
+    artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=parent.info.run_id)}
+    assert {"config.yaml", "best_params.json", "trials.csv", "plots"} <= artifacts
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="trials.csv")
+    )
+    assert len(table) == 6 and "params_max_depth" in table.columns
+    plots = {
+        a.path for a in mlflow.artifacts.list_artifacts(run_id=parent.info.run_id, artifact_path="plots")
+    }
+    assert plots == {
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "plots/parallel_coordinate.png",
+    }
+
+
+def test_rerun_resumes_and_tops_up_without_repeating_parameters(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.searcher.n_trials=4"]) == 0
+    assert main(["run", config, "job.searcher.n_trials=7"]) == 0
+    assert main(["run", config, "job.searcher.n_trials=7"]) == 0, "nothing left to do is fine"
+    parent, children = runs_of(tracking_uri)
+    study = study_of(workdir)
+    assert len(study.trials) == 7 and len(children) == 7 and parent.info.status == "FINISHED"
+    assert len(set(params_of(study))) == 7, "the re-seeded sampler proposed new parameters"
+
+
+def test_same_seed_reproduces_a_fresh_study(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=first"]) == 0
+    assert main(["run", config, "job.study.name=second", "job.mlflow.experiment=other"]) == 0
+    assert params_of(study_of(workdir, "first")) == params_of(study_of(workdir, "second"))
+
+
+def test_grid_search_is_exhaustive(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(
+        workdir, "{KIND: grid, space: {max_depth: [2, 4, 6], min_samples_leaf: 'range(5, 15, step=5)'}}"
+    )
+    assert main(["run", config]) == 0
+    study = study_of(workdir)
+    assert len(study.trials) == 9 and len(set(params_of(study))) == 9
+
+
+def test_random_search(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir, "{KIND: random, seed: 3, n_trials: 5, space: {max_depth: 'range(2, 30)'}}")
+    assert main(["run", config]) == 0
+    assert len(study_of(workdir).trials) == 5
+
+
+def test_multi_objective_gives_a_pareto_front(workdir: Path, tracking_uri: str) -> None:
+    nsga2 = TPE.replace(
+        "{KIND: tpe, seed: 55, n_startup_trials: 3}", "{KIND: nsga2, seed: 1, population_size: 4}"
+    )
+    config = tuning(workdir, nsga2)
+    assert main(["run", config, "job.metrics=[rmse, mae]", "job.best_by=mae"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    front = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/pareto_front.json")
+    assert front and all(len(point["values"]) == 2 for point in front)
+    assert parent.data.metrics["best_mae"] == pytest.approx(min(point["values"][1] for point in front))
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(
+        workdir, "{KIND: grid, space: {max_depth: [0, 3, 5], criterion: [squared_error, nonsense]}}"
+    )
+    assert main(["run", config]) == 0
+    parent, children = runs_of(tracking_uri)
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(children) == 6 and len(failed) == 4
+    assert all("failed to fit" in c.data.tags["trainyard.error"] for c in failed)
+    assert parent.data.tags["best.max_depth"] in {"3", "5"}
+
+
+def test_every_trial_failing_fails_the_job(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tuning(workdir, "{KIND: grid, space: {max_depth: [0, -1]}}")
+    assert main(["run", config]) == 1
+    assert "no trial of study" in capsys.readouterr().err
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FAILED" and len(children) == 2
+
+
+def test_pruning_stops_bad_trials_after_a_fold(workdir: Path, tracking_uri: str) -> None:
+    searcher = (
+        "{KIND: random, seed: 0, n_trials: 12, space: {alpha: 'tag(log, interval(0.001, 1e7))'}, "
+        "pruner: {KIND: median, n_startup_trials: 2}}"
+    )
+    config = tuning(workdir, searcher).replace("DecisionTreeRegressor, params: {random_state: 0}", "Ridge")
+    config = write_config(
+        workdir, Path(config).read_text().replace("DecisionTreeRegressor, params: {random_state: 0}", "Ridge")
+    )
+    assert main(["run", config, "job.splitter.n_splits=5"]) == 0
+    study = study_of(workdir)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "very large alphas score far worse than the median and are pruned"
+    _, children = runs_of(tracking_uri)
+    assert sum(c.data.tags["trainyard.state"] == "PRUNED" for c in children) == len(pruned)
+
+
+def test_params_from_a_tuning_run_and_from_a_study(workdir: Path, tracking_uri: str) -> None:
+    assert main(["run", tuning(workdir)]) == 0
+    parent, _ = runs_of(tracking_uri)
+    study = study_of(workdir)
+    training = f"""
+job:
+  KIND: training
+  mlflow: {{experiment: train}}
+  inputs: {{KIND: csv, path: data/diabetes.csv, drop: [target]}}
+  targets: {{KIND: csv, path: data/diabetes.csv, columns: [target]}}
+  model: {{KIND: sklearn, estimator: DecisionTreeRegressor, params: {{random_state: 0}}, params_from: {{run_id: {parent.info.run_id}}}}}
+  metrics: [rmse]
+"""
+    path = write_config(workdir, training, "train.yaml")
+    assert main(["run", path]) == 0
+    assert main(["run", path, f"job.model.params_from={{run_id: null, study: {study.study_name}}}"]) == 0
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    for run in runs:
+        assert run.data.params["tuned.max_depth"] == str(study.best_params["max_depth"])
+        assert run.data.params["tuned.random_state"] == "0"
+
+
+def test_params_from_errors(workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    quickstart = str(CONFS / "quickstart.yaml")
+    assert main(["run", quickstart, "job.model.params_from={run_id: 0123abc}"]) == 1
+    assert "no MLflow run '0123abc'" in capsys.readouterr().err
+    assert main(["run", quickstart, "job.model.params_from={study: nothing}"]) == 1
+    assert "no study 'nothing'" in capsys.readouterr().err
+    assert main(["run", quickstart, "job.model.params_from={}"]) == 2
+    assert "give exactly one of run_id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("job.searcher.space.max_depth=rnge(2,3)", "job.searcher.space"),
+        ("job.searcher.sampler.KIND=annealing", "unknown KIND; expected one of: cmaes, gp, nsga2, tpe"),
+        ("job.metrics=[rmse, mae]", "pruning works with one metric only"),
+        ("job.searcher.n_trials=null", "give the searcher a budget"),
+        ("job.best_by=r2", "'r2' is not one of the metrics: rmse"),
+        ("job.metrics=[accuracy]", "accuracy do not apply to a regressor"),
+    ],
+)
+def test_configuration_errors(workdir: Path, override: str, expected: str) -> None:
+    config = tuning(workdir, TPE + "\n    pruner: {KIND: median}")
+    with pytest.raises(ConfigurationError, match=None) as caught:
+        load_settings([config], [override])
+    assert expected in str(caught.value)
+
+
+def test_empty_space_is_an_error(workdir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="the search space is empty"):
+        load_settings([tuning(workdir, "{KIND: random, n_trials: 3, space: {}}")])
+
+
+def test_grid_needs_a_finite_space(workdir: Path) -> None:
+    config = tuning(workdir, "{KIND: grid, space: {ccp_alpha: 'interval(0.1, 1.0)'}}")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings([config])
+    assert "ccp_alpha" in str(caught.value) and "step" in str(caught.value)
+
+
+def _spawn(workdir: Path, config: str, *overrides: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "trainyard.cli", "run", config, *overrides]
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+SLOW = [  # about 0.1 s a trial, so a process can be caught mid-study
+    "job.model={KIND: sklearn, estimator: RandomForestRegressor, params: {n_estimators: 30, random_state: 0}}",
+    "job.searcher.space.max_depth=range(2, 12)",
+]
+
+
+def test_resume_after_the_process_is_killed(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    process = _spawn(workdir, config, *SLOW, "job.searcher.n_trials=200")
+    deadline = time.monotonic() + 120
+    completed: list[optuna.trial.FrozenTrial] = []
+    while time.monotonic() < deadline and len(completed) < 4:
+        time.sleep(0.3)
+        if (workdir / "optuna-journal.log").exists() and optuna.get_all_study_names(
+            optuna.storages.journal.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(workdir / "optuna-journal.log"))
+            )
+        ):
+            completed = [t for t in study_of(workdir).trials if t.state.is_finished()]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = {t.number: t.params for t in study_of(workdir).trials if t.state.is_finished()}
+    assert len(before) >= 4
+    assert main(["run", config, *SLOW, f"job.searcher.n_trials={len(study_of(workdir).trials) + 2}"]) == 0
+    study = study_of(workdir)
+    after = {t.number: t.params for t in study.trials if t.state.is_finished()}
+    assert all(after[number] == params for number, params in before.items()), "no finished trial is lost"
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED"
+    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == sorted(after)
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_two_processes_share_one_study(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    overrides = [*SLOW, "job.searcher.n_trials=16", "job.study.name=shared"]
+    processes = [_spawn(workdir, config, *overrides) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    study = study_of(workdir, "shared")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert 16 <= len(finished) <= 17, "the workers topped up to the budget together"
+    assert len(set(params_of(study))) == len(study.trials), "no two trials proposed the same parameters"
+    workers = {t.user_attrs["trainyard.worker"] for t in study.trials}
+    assert len(workers) == 2, "both processes ran trials"
+    _, children = runs_of(tracking_uri)
+    assert len(children) == len(finished)
+
+
+def test_example_tuning_config_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(CONFS / "tuning.yaml"), "--dry-run"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["job"]["searcher"]["space"]["max_depth"] == "range(2, 8)"
+    assert os.environ.get("NOTHING_TO_SEE") is None
