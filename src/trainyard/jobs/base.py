@@ -136,11 +136,14 @@ class Job(Component, abc.ABC):
             mlflow.end_run(status)
 
     @contextmanager
-    def step(self, title: str) -> Iterator[Step]:
-        """Time a step, show it while it runs, and log it with its notes when it ends."""
+    def step(self, title: str, spinner: bool = True) -> Iterator[Step]:
+        """Time a step, show it while it runs, and log it with its notes when it ends.
+
+        ``spinner=False`` for a step that shows its own live display (a progress bar).
+        """
         step = Step(title)
         start = time.perf_counter()
-        status = console.status(f"{title}...") if console.is_terminal else nullcontext()
+        status = console.status(f"{title}...") if console.is_terminal and spinner else nullcontext()
         try:
             with status:
                 yield step

@@ -150,7 +150,7 @@ class TuningJob(Job):
                 folds = self.splitter.folds(inputs, targets)
                 step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
             budget = self.searcher.budget()
-            with self.step("search") as step:
+            with self.step("search", spinner=False) as step:
                 self._search(study, inputs, targets, folds, trials, budget)
                 step.note(f"{_count_finished(study)} trials finished in the study")
             with self.step("log results") as step:
