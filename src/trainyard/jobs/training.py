@@ -4,52 +4,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
-from trainyard.core.metrics import Metric, MetricKind
-from trainyard.core.models import ModelKind, SklearnModel
-from trainyard.core.schemas import DataSchemas
-from trainyard.errors import ConfigurationError, DataValidationError
-from trainyard.io.readers import ReaderKind
+from trainyard.core.models import SklearnModel
+from trainyard.errors import ConfigurationError
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
-from trainyard.jobs.base import Job, Locals
+from trainyard.jobs.base import Locals
+from trainyard.jobs.supervised import SupervisedJob
 from trainyard.utils.signers import InferSigner, SignerKind
 from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 
-class TrainingJob(Job):
+class TrainingJob(SupervisedJob):
     """Train one model, measure it on held-out rows, and log and register it in MLflow."""
 
     KIND: Literal["training"] = "training"
-    inputs: ReaderKind = Field(description="Where the input columns (features) come from.")
-    targets: ReaderKind = Field(description="Where the target column comes from (same rows as inputs).")
-    data_schema: DataSchemas = Field(
-        default_factory=DataSchemas, alias="schema", description="Rules the data must follow."
-    )
     splitter: SplitterKind = Field(default_factory=TrainTestSplitter, description="How rows are held out.")
-    model: ModelKind = Field(description="The model to fit.")
-    metrics: list[MetricKind] = Field(min_length=1, description="Scores computed on the test rows.")
     signer: SignerKind = Field(default_factory=InferSigner, description="How the model signature is made.")
     saver: SaverKind = Field(default_factory=SklearnSaver, description="How the model is logged.")
     model_register: RegisterKind | None = Field(
         None, alias="register", description="Register the model (unset: log it only)."
     )
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics_fit_model(cls, metrics: list[Metric], info: ValidationInfo) -> list[Metric]:
-        model = info.data.get("model")
-        if model is None:
-            return metrics
-        wrong = [m.name for m in metrics if m.for_classifiers != model.is_classifier]
-        if wrong:
-            task = "classifier" if model.is_classifier else "regressor"
-            raise ValueError(f"{', '.join(wrong)} do not apply to a {task} ({model.estimator})")
-        return metrics
 
     def run(self) -> Locals:
         import mlflow
@@ -61,17 +40,7 @@ class TrainingJob(Job):
                     model = _with_tuned_params(model, self.mlflow.resolved_tracking_uri)
                     mlflow.log_params({f"tuned.{k}": str(v)[:500] for k, v in model.params.items()})
                     step.note(", ".join(f"{k}={v}" for k, v in model.params.items()))
-            with self.step("read inputs and targets") as step:
-                inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
-                targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
-                step.note(f"inputs {inputs.shape}, targets {targets.shape}")
-                _check_same_rows(inputs, targets)
-            with self.step("log lineage") as step:
-                inputs_lineage = self.inputs.lineage(inputs, "inputs")
-                targets_lineage = self.targets.lineage(targets, "targets")
-                mlflow.log_input(inputs_lineage, context="inputs")
-                mlflow.log_input(targets_lineage, context="targets")
-                step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
+            inputs, targets = self.read_data()
             with self.step("split") as step:
                 train_index, test_index = self.splitter.split(inputs, targets)
                 inputs_train, inputs_test = inputs.iloc[train_index], inputs.iloc[test_index]
@@ -129,20 +98,6 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
         raise ConfigurationError(
             f"job.model.params_from: the tuned parameters do not fit: {problems}"
         ) from None
-
-
-def _check_same_rows(inputs: pd.DataFrame, targets: pd.DataFrame) -> None:
-    """Inputs and targets must describe the same rows, and no target may leak into the inputs."""
-    if len(inputs) != len(targets):
-        raise DataValidationError(
-            f"inputs have {len(inputs)} rows but targets have {len(targets)}: they must align"
-        )
-    leaked = [column for column in targets.columns if column in inputs.columns]
-    if leaked:
-        raise DataValidationError(
-            f"target column {', '.join(map(repr, leaked))} is also an input: list the input columns "
-            "in job.inputs.columns or leave it out with job.inputs.drop"
-        )
 
 
 def _now() -> float:

@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from trainyard.core.metrics import Metric, MetricKind
-from trainyard.core.models import ModelKind
-from trainyard.core.schemas import DataSchemas
+from trainyard.core.metrics import Metric
 from trainyard.errors import TrainingJobError
-from trainyard.io.readers import ReaderKind
 from trainyard.io.studies import StudyStorage
-from trainyard.jobs.base import Job, Locals
+from trainyard.jobs.base import Locals
+from trainyard.jobs.supervised import SupervisedJob
 from trainyard.utils.searchers import SearcherKind
 from trainyard.utils.splitters import KFoldSplitter, SplitterKind
 
@@ -36,19 +34,10 @@ STUDY_TAG = "trainyard.study"
 TRIAL_TAG = "trainyard.trial"
 
 
-class TuningJob(Job):
+class TuningJob(SupervisedJob):
     """Search a model's parameters by cross-validation; log every trial; report the best."""
 
     KIND: Literal["tuning"] = "tuning"
-    inputs: ReaderKind = Field(description="Where the input columns (features) come from.")
-    targets: ReaderKind = Field(description="Where the target column comes from (same rows as inputs).")
-    data_schema: DataSchemas = Field(default_factory=DataSchemas, alias="schema", description="Data rules.")
-    model: ModelKind = Field(
-        description="The model; `params` are fixed, the searched ones come from the space."
-    )
-    metrics: list[MetricKind] = Field(
-        min_length=1, description="Objectives (cross-validated means); several make a Pareto front."
-    )
     best_by: str | None = Field(
         None, description="With several metrics: the one that picks 'best' (default: first)."
     )
@@ -58,11 +47,6 @@ class TuningJob(Job):
     searcher: SearcherKind = Field(description="What to search, how, with what budget.")
     study: StudyStorage = Field(default_factory=StudyStorage, description="Where the study is stored.")
     plots: bool = Field(True, description="Log optimization history, importances and parallel coordinates.")
-
-    @field_validator("metrics", mode="before")
-    @classmethod
-    def _one_metric(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | dict) else value
 
     @field_validator("best_by")
     @classmethod
@@ -74,10 +58,6 @@ class TuningJob(Job):
 
     @model_validator(mode="after")
     def _searchable(self) -> TuningJob:
-        wrong = [m.name for m in self.metrics if m.for_classifiers != self.model.is_classifier]
-        if wrong:
-            task = "classifier" if self.model.is_classifier else "regressor"
-            raise ValueError(f"metrics {', '.join(wrong)} do not apply to a {task} ({self.model.estimator})")
         if len(self.metrics) > 1 and self.searcher.pruner is not None:
             raise ValueError(
                 "pruning works with one metric only (Optuna cannot prune multi-objective trials)"
@@ -106,7 +86,6 @@ class TuningJob(Job):
         return f"{self.mlflow.experiment}-{digest}"
 
     def run(self) -> Locals:
-        import mlflow
         import optuna
 
         from trainyard.io.studies import PARENT_ATTR, fail_trials_of_dead_workers, shared_parent_run
@@ -139,13 +118,7 @@ class TuningJob(Job):
             with self.step("reconcile MLflow with the study") as step:
                 written = trials.reconcile(study)
                 step.note(f"{written} finished trials were missing in MLflow and are written now")
-            with self.step("read inputs and targets") as step:
-                inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
-                targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
-                step.note(f"inputs {inputs.shape}, targets {targets.shape}")
-            with self.step("log lineage"):
-                mlflow.log_input(self.inputs.lineage(inputs, "inputs"), context="inputs")
-                mlflow.log_input(self.targets.lineage(targets, "targets"), context="targets")
+            inputs, targets = self.read_data()
             with self.step("make folds") as step:
                 folds = self.splitter.folds(inputs, targets)
                 step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")

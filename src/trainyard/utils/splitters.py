@@ -98,43 +98,36 @@ class TimeSeriesSplitter(Splitter):
         return [(np.arange(start), np.arange(start, min(start + block, rows))) for start in starts]
 
 
-class KFoldSplitter(Splitter):
+class _Folds(Splitter):
+    """K folds of (by default shuffled) rows, each held out once."""
+
+    n_splits: int = Field(5, ge=2, description="Number of folds.")
+    shuffle: bool = Field(True, description="Shuffle rows before making folds.")
+    seed: int | None = Field(42, description="Random seed of the shuffle.")
+
+    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
+        import sklearn.model_selection
+
+        stratified = isinstance(self, StratifiedKFoldSplitter)
+        cv = getattr(sklearn.model_selection, "StratifiedKFold" if stratified else "KFold")(
+            self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None
+        )
+        try:
+            return list(cv.split(inputs, targets.iloc[:, 0] if stratified else None))
+        except ValueError as error:
+            raise ConfigurationError(f"splitter: cannot make folds of {len(inputs)} rows: {error}") from error
+
+
+class KFoldSplitter(_Folds):
     """K folds of (by default shuffled) rows, each held out once."""
 
     KIND: Literal["kfold"] = "kfold"
-    n_splits: int = Field(5, ge=2, description="Number of folds.")
-    shuffle: bool = Field(True, description="Shuffle rows before making folds.")
-    seed: int | None = Field(42, description="Random seed of the shuffle.")
-
-    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
-        from sklearn.model_selection import KFold
-
-        cv = KFold(self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None)
-        return _cv_folds(cv, inputs, targets)
 
 
-class StratifiedKFoldSplitter(Splitter):
+class StratifiedKFoldSplitter(_Folds):
     """K folds that keep the class proportions of the target."""
 
     KIND: Literal["stratified_kfold"] = "stratified_kfold"
-    n_splits: int = Field(5, ge=2, description="Number of folds.")
-    shuffle: bool = Field(True, description="Shuffle rows before making folds.")
-    seed: int | None = Field(42, description="Random seed of the shuffle.")
-
-    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
-        from sklearn.model_selection import StratifiedKFold
-
-        cv = StratifiedKFold(
-            self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None
-        )
-        return _cv_folds(cv, inputs, targets.iloc[:, 0])
-
-
-def _cv_folds(cv: object, inputs: pd.DataFrame, labels: object) -> list[Fold]:
-    try:
-        return list(cv.split(inputs, labels))  # type: ignore[attr-defined]
-    except ValueError as error:
-        raise ConfigurationError(f"splitter: cannot make folds of {len(inputs)} rows: {error}") from error
 
 
 SplitterKind = Annotated[

@@ -1,0 +1,77 @@
+"""What every job that learns from inputs and targets shares: its data, model and metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from trainyard.core.metrics import Metric, MetricKind
+from trainyard.core.models import ModelKind
+from trainyard.core.schemas import DataSchemas
+from trainyard.errors import DataValidationError
+from trainyard.io.readers import ReaderKind
+from trainyard.jobs.base import Job
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class SupervisedJob(Job):
+    """A job over inputs and targets read from files, validated, and logged as MLflow lineage."""
+
+    inputs: ReaderKind = Field(description="Where the input columns (features) come from.")
+    targets: ReaderKind = Field(description="Where the target column comes from (same rows as inputs).")
+    data_schema: DataSchemas = Field(
+        default_factory=DataSchemas, alias="schema", description="Rules the data must follow."
+    )
+    model: ModelKind = Field(description="The model to fit.")
+    metrics: list[MetricKind] = Field(min_length=1, description="Scores computed on held-out rows.")
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_metric(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_fit_model(cls, metrics: list[Metric], info: ValidationInfo) -> list[Metric]:
+        model = info.data.get("model")
+        if model is None:
+            return metrics
+        wrong = [m.name for m in metrics if m.for_classifiers != model.is_classifier]
+        if wrong:
+            task = "classifier" if model.is_classifier else "regressor"
+            raise ValueError(f"{', '.join(wrong)} do not apply to a {task} ({model.estimator})")
+        return metrics
+
+    def read_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Read and validate inputs and targets (a step), then log both as lineage (a step)."""
+        import mlflow
+
+        with self.step("read inputs and targets") as step:
+            inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
+            targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
+            step.note(f"inputs {inputs.shape}, targets {targets.shape}")
+            _check_same_rows(inputs, targets)
+        with self.step("log lineage") as step:
+            inputs_lineage = self.inputs.lineage(inputs, "inputs")
+            targets_lineage = self.targets.lineage(targets, "targets")
+            mlflow.log_input(inputs_lineage, context="inputs")
+            mlflow.log_input(targets_lineage, context="targets")
+            step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
+        return inputs, targets
+
+
+def _check_same_rows(inputs: pd.DataFrame, targets: pd.DataFrame) -> None:
+    """Inputs and targets must describe the same rows, and no target may leak into the inputs."""
+    if len(inputs) != len(targets):
+        raise DataValidationError(
+            f"inputs have {len(inputs)} rows but targets have {len(targets)}: they must align"
+        )
+    leaked = [column for column in targets.columns if column in inputs.columns]
+    if leaked:
+        raise DataValidationError(
+            f"target column {', '.join(map(repr, leaked))} is also an input: list the input columns "
+            "in job.inputs.columns or leave it out with job.inputs.drop"
+        )
