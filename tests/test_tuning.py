@@ -313,3 +313,18 @@ def test_example_tuning_config_dry_run(capsys: pytest.CaptureFixture[str]) -> No
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["job"]["searcher"]["space"]["max_depth"] == "range(2, 8)"
     assert os.environ.get("NOTHING_TO_SEE") is None
+
+
+def test_cmaes_sampler(workdir: Path, tracking_uri: str) -> None:
+    cmaes = TPE.replace("{KIND: tpe, seed: 55, n_startup_trials: 3}", "{KIND: cmaes, seed: 2}")
+    assert main(["run", tuning(workdir, cmaes), "job.searcher.n_trials=5"]) == 0
+    assert len([t for t in study_of(workdir).trials if t.state.is_finished()]) == 5
+
+
+def test_gp_sampler_says_it_needs_pytorch(workdir: Path) -> None:
+    gp = TPE.replace("{KIND: tpe, seed: 55, n_startup_trials: 3}", "{KIND: gp, seed: 2}")
+    if __import__("importlib").util.find_spec("torch") is None:
+        with pytest.raises(ConfigurationError, match="the gp sampler runs on PyTorch"):
+            load_settings([tuning(workdir, gp)])
+    else:
+        assert load_settings([tuning(workdir, gp)]).job.KIND == "tuning"

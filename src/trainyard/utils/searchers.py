@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainyard.component import Component
 from trainyard.core.spaces import Dimension, grid_size, parse_space
@@ -67,6 +67,17 @@ class GpSampler(Sampler):
 
     KIND: Literal["gp"] = "gp"
     n_startup_trials: int = Field(10, ge=0, description="Random trials before the GP takes over.")
+
+    @model_validator(mode="after")
+    def _torch_installed(self) -> GpSampler:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError(
+                "the gp sampler runs on PyTorch, which is not installed: pip install torch "
+                "(the CPU build is enough), or choose tpe or cmaes"
+            )
+        return self
 
     def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
         import optuna
