@@ -83,14 +83,14 @@ def shared_parent_run(study: optuna.Study, exists: Callable[[str], bool]) -> str
         return str(parent)
     token = worker_token()
     claim = study.user_attrs.get(_CLAIM_ATTR)
-    if claim is None or claim == parent or not _token_alive(str(claim)):
+    if claim is None or claim == parent or not token_alive(str(claim)):
         study.set_user_attr(_CLAIM_ATTR, token)
         time.sleep(SETTLE_SECONDS)
         claim = study.user_attrs.get(_CLAIM_ATTR)
     if claim == token:
         return None
     deadline = time.monotonic() + WAIT_FOR_PARENT_SECONDS
-    while time.monotonic() < deadline and _token_alive(str(claim)):
+    while time.monotonic() < deadline and token_alive(str(claim)):
         parent = study.user_attrs.get(PARENT_ATTR)
         if parent and exists(str(parent)):
             return str(parent)
@@ -111,7 +111,7 @@ def fail_trials_of_dead_workers(storage: BaseStorage, study: optuna.Study) -> li
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         token = str(trial.user_attrs.get(WORKER_ATTR, ""))
-        if token.split(":")[0] != host or _token_alive(token):
+        if token.split(":")[0] != host or token_alive(token):
             continue
         study_id = storage.get_study_id_from_name(study.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -121,7 +121,7 @@ def fail_trials_of_dead_workers(storage: BaseStorage, study: optuna.Study) -> li
     return failed
 
 
-def _token_alive(token: str) -> bool:
+def token_alive(token: str) -> bool:
     """Whether the worker of ``token`` may still run (workers of other hosts are assumed alive)."""
     parts = token.split(":")
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():

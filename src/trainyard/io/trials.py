@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.io.logging import get_logger
+from trainyard.io.studies import token_alive, worker_token
 
 if TYPE_CHECKING:
     import optuna
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
     from trainyard.core.metrics import Metric
 
+WRITER_TAG = "trainyard.writer"
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -51,19 +53,21 @@ class TrialLogger:
             "trainyard.study": self.study_name,
             "trainyard.trial": str(trial.number),
             "trainyard.state": trial.state.name,
+            WRITER_TAG: worker_token(),
         }
         if "error" in trial.user_attrs:
             tags["trainyard.error"] = str(trial.user_attrs["error"])[:5000]
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
         metrics = []
-        fold_scores: dict[str, list[float]] = trial.user_attrs.get("fold_scores", {})
+        folds = trial.user_attrs.get("folds", {})
+        fold_scores: dict[str, list[float]] = folds.get("scores", {})
         for name, scores in fold_scores.items():
             metrics += [MlflowMetric(f"{name}_fold", float(v), end, step) for step, v in enumerate(scores)]
             if scores:
                 metrics.append(MlflowMetric(f"{name}_mean", float(np.mean(scores)), end, 0))
                 metrics.append(MlflowMetric(f"{name}_std", float(np.std(scores)), end, 0))
-        if "fit_time" in trial.user_attrs:
-            metrics.append(MlflowMetric("fit_time", float(trial.user_attrs["fit_time"]), end, 0))
+        if "fit_time" in folds:
+            metrics.append(MlflowMetric("fit_time", float(folds["fit_time"]), end, 0))
         params = [Param(key, str(value)[:500]) for key, value in trial.params.items()]
         self.client.log_batch(
             run.info.run_id,
@@ -77,12 +81,14 @@ class TrialLogger:
         """Write every finished trial that has no child run yet; return how many were written."""
         from optuna.trial import TrialState
 
-        logged = {
-            run.data.tags.get("trainyard.trial")
-            for run in self.client.search_runs(
-                [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=50_000
-            )
-        }
+        logged = set()
+        for run in self.client.search_runs(
+            [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=50_000
+        ):
+            if run.info.status == "RUNNING" and not token_alive(run.data.tags.get(WRITER_TAG, "")):
+                self.client.delete_run(run.info.run_id)  # half-written by a worker that died: rewrite it
+                continue
+            logged.add(run.data.tags.get("trainyard.trial"))
         finished = study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         )
