@@ -328,3 +328,58 @@ def test_gp_sampler_says_it_needs_pytorch(workdir: Path) -> None:
             load_settings([tuning(workdir, gp)])
     else:
         assert load_settings([tuning(workdir, gp)]).job.KIND == "tuning"
+
+
+def test_grid_budget_stops_at_the_grid_size(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(
+        workdir, "{KIND: grid, n_trials: 12, space: {max_depth: [2, 4], min_samples_leaf: [1, 5]}}"
+    )
+    assert main(["run", config]) == 0
+    assert main(["run", config]) == 0
+    study = study_of(workdir)
+    assert len(study.trials) == 4 and len(set(params_of(study))) == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "job.searcher.space.max_deph=[3, 4]",
+            "searcher.space names 'max_deph', not parameters of DecisionTreeRegressor",
+        ),
+        ("job.model.params_from={study: x}", "model.params_from is for training jobs"),
+        ("job.splitter={KIND: stratified_kfold}", "stratifying needs classes"),
+    ],
+)
+def test_more_configuration_errors(workdir: Path, override: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings([tuning(workdir)], [override])
+    assert expected in str(caught.value)
+    assert "'KIND': 'tuning'" not in str(caught.value), "the whole job is not dumped into the message"
+
+
+def test_a_study_made_for_other_metrics_is_refused(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=fixed", "job.searcher.n_trials=2"]) == 0
+    assert main(["run", config, "job.study.name=fixed", "job.metrics=[rmse, mae]"]) == 2
+    assert "study 'fixed' was made for 1 objective(s)" in capsys.readouterr().err
+
+
+def test_a_changed_space_on_a_named_study_records_the_error(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir, "{KIND: grid, space: {max_depth: [2, 4, 6]}}")
+    assert main(["run", config, "job.study.name=fixed"]) == 0
+    changed = (
+        "{KIND: optuna, n_trials: 5, sampler: {KIND: tpe, n_startup_trials: 1}, space: {max_depth: [3, 5]}}"
+    )
+    assert main(["run", tuning(workdir, changed), "job.study.name=fixed"]) == 0, (
+        "the earlier trials still stand"
+    )
+    failed = [t for t in study_of(workdir, "fixed").trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 2 and all(t.user_attrs.get("error") for t in failed), "the cause is recorded"
+
+
+def test_unusable_storage_names_the_field(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", tuning(workdir), "job.study.storage=mysql://nobody@127.0.0.1:1/none"]) == 2
+    assert "job.study.storage: cannot open 'mysql://nobody@127.0.0.1:1/none'" in capsys.readouterr().err

@@ -95,7 +95,12 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], layers
         dotted = ".".join(str(part) for part in path) or "(top level)"
         origin = _origin(layers, path)
         message = _explain(problem, data, path)
-        value = "" if problem["type"] in {"missing", "extra_forbidden"} else f" = {_short(problem['input'])}"
+        whole_section = isinstance(problem["input"], dict) and problem["type"] == "value_error"
+        value = (
+            ""
+            if problem["type"] in {"missing", "extra_forbidden"} or whole_section
+            else f" = {_short(problem['input'])}"
+        )
         if problem["type"] == "union_tag_invalid":
             dotted, value = f"{dotted}.KIND", f" = {_short(problem['ctx']['tag'])}"
         lines.append(f"  {origin}: {dotted}{value}: {message}")

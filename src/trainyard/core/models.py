@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
@@ -97,7 +98,7 @@ class SklearnModel(Model):
         except ConfigurationError as error:
             raise ValueError(str(error)) from None
         valid = _parameter_names(klass)
-        unknown = sorted(set(params) - valid) if valid else []
+        unknown = sorted(set(params) - valid) if valid else []  # same rule as unknown_params()
         if unknown:
             raise ValueError(
                 f"{name} has no parameter {', '.join(map(repr, unknown))}; "
@@ -110,6 +111,15 @@ class SklearnModel(Model):
             except (TypeError, ValueError) as error:
                 raise ValueError(str(error)) from None
         return params
+
+    def parameter_names(self) -> set[str]:
+        """The estimator's parameters (empty when it takes any keyword, like LightGBM)."""
+        return _parameter_names(estimator_class(self.estimator))
+
+    def unknown_params(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` the estimator does not take."""
+        valid = self.parameter_names()
+        return sorted(set(names) - valid) if valid else []
 
     def fit(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> SklearnModel:
         pipeline = self._build(inputs)

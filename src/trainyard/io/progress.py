@@ -61,6 +61,8 @@ class TrialProgress:
             self._progress.update(self._task, advance=1, description=self._describe())
         else:
             value = f" {self.objective.name}={trial.values[self.index]:.4g}" if trial.values else ""
+            if trial.state.name == "PRUNED":  # its value is a partial mean, not comparable to the best
+                value = f" after {len(trial.intermediate_values)} fold(s)"
             if "error" in trial.user_attrs:
                 value = f": {trial.user_attrs['error']}"
             get_logger().info(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from trainyard.component import Component
+from trainyard.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import optuna
@@ -55,14 +56,23 @@ class StudyStorage(Component):
         import optuna
 
         location = self.location(tracking_uri)
-        if "://" in location:
-            return optuna.storages.RDBStorage(
-                location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
-            )
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        try:
+            if "://" in location:
+                if location.startswith("sqlite:///"):
+                    Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                return optuna.storages.RDBStorage(
+                    location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
+                )
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        Path(location).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(location))
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(location))
+        except Exception as error:  # drivers missing, server unreachable, folder not writable...
+            raise ConfigurationError(
+                f"job.study.storage: cannot open {location!r}: {type(error).__name__}: {error}".splitlines()[
+                    0
+                ]
+            ) from error
 
 
 PARENT_ATTR = "trainyard.parent_run_id"

@@ -133,6 +133,7 @@ def _log_plots(study: optuna.Study, names: list[str]) -> None:
     from optuna.exceptions import ExperimentalWarning
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*computes the importances of params", category=UserWarning)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
@@ -44,6 +44,18 @@ class SupervisedJob(Job):
             task = "classifier" if model.is_classifier else "regressor"
             raise ValueError(f"{', '.join(wrong)} do not apply to a {task} ({model.estimator})")
         return metrics
+
+    @model_validator(mode="after")
+    def _stratify_classes_only(self) -> SupervisedJob:
+        splitter = getattr(self, "splitter", None)
+        stratified = (
+            getattr(splitter, "stratify", False) or getattr(splitter, "KIND", "") == "stratified_kfold"
+        )
+        if stratified and not self.model.is_classifier:
+            raise ValueError(
+                f"splitter: stratifying needs classes, and {self.model.estimator} is a regressor"
+            )
+        return self
 
     def read_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Read and validate inputs and targets (a step), then log both as lineage (a step)."""

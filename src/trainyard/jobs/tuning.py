@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric
-from trainyard.errors import TrainingJobError
+from trainyard.errors import ConfigurationError, TrainingJobError
 from trainyard.io.studies import StudyStorage
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
@@ -64,6 +64,14 @@ class TuningJob(SupervisedJob):
             )
         if self.searcher.budget() is None and self.searcher.timeout is None:
             raise ValueError("give the searcher a budget: n_trials, timeout, or both")
+        if self.model.params_from is not None:
+            raise ValueError("model.params_from is for training jobs; a tuning job searches its parameters")
+        unknown = self.model.unknown_params(self.searcher.space)
+        if unknown:
+            raise ValueError(
+                f"searcher.space names {', '.join(map(repr, unknown))}, not parameters of {self.model.estimator}; "
+                f"valid: {', '.join(sorted(self.model.parameter_names()))}"
+            )
         return self
 
     @property
@@ -103,6 +111,13 @@ class TuningJob(SupervisedJob):
                 sampler=self.searcher.sampler(multi_objective=len(self.metrics) > 1),
                 pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
             )
+            directions = [d.name.lower() for d in study.directions]
+            if directions != [m.direction for m in self.metrics]:
+                raise ConfigurationError(
+                    f"job.study: study {name!r} was made for {len(directions)} objective(s) ({', '.join(directions)}); "
+                    f"these metrics ({', '.join(m.name for m in self.metrics)}) need another study: "
+                    "set job.study.name, or leave it unset to name the study after what is searched"
+                )
             dead = fail_trials_of_dead_workers(storage, study)
             finished = _count_finished(study)
             step.note(
@@ -212,13 +227,13 @@ class _Objective:
         from trainyard.io.studies import WORKER_ATTR, worker_token
 
         trial.set_user_attr(WORKER_ATTR, worker_token())
-        params = {name: _suggest(trial, name, dimension) for name, dimension in self.dimensions.items()}
-        model: Model = self.job.model.model_copy(update={"params": {**self.job.model.params, **params}})
         metrics = self.job.metrics
         pruning = self.job.searcher.pruner is not None
         scores: dict[str, list[float]] = {m.name: [] for m in metrics}
         fit_time = 0.0
         try:
+            params = {name: _suggest(trial, name, dimension) for name, dimension in self.dimensions.items()}
+            model: Model = self.job.model.model_copy(update={"params": {**self.job.model.params, **params}})
             for fold, (train, test) in enumerate(self.folds):
                 start = time.perf_counter()
                 model.fit(self.inputs.iloc[train], self.targets.iloc[train])

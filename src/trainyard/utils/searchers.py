@@ -189,7 +189,8 @@ class GridSearcher(Searcher):
         return space
 
     def budget(self) -> int | None:
-        return self.n_trials or grid_size(self.dimensions.values())
+        size = grid_size(self.dimensions.values())
+        return min(self.n_trials, size) if self.n_trials else size  # past the grid, points would repeat
 
     def sampler(self, multi_objective: bool) -> BaseSampler:
         import optuna
