@@ -383,3 +383,44 @@ def test_a_changed_space_on_a_named_study_records_the_error(workdir: Path, track
 def test_unusable_storage_names_the_field(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", tuning(workdir), "job.study.storage=mysql://nobody@127.0.0.1:1/none"]) == 2
     assert "job.study.storage: cannot open 'mysql://nobody@127.0.0.1:1/none'" in capsys.readouterr().err
+
+
+def test_sigterm_stops_after_the_running_trial_and_records_it(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    process = _spawn(workdir, config, *SLOW, "job.searcher.n_trials=500", "job.searcher.n_jobs=1")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        journal = workdir / "optuna-journal.log"
+        if journal.exists() and journal.stat().st_size > 0 and len(study_of(workdir).trials) >= 3:
+            break
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    study = study_of(workdir)
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING], (
+        "no trial left RUNNING"
+    )
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "KILLED" and "SIGTERM" in parent.data.tags["trainyard.error"]
+    assert all(c.info.status != "RUNNING" for c in children)
+    assert len(children) == len([t for t in study.trials if t.state.is_finished()]), "every trial recorded"
+    assert main(["run", config, *SLOW, f"job.searcher.n_trials={len(study.trials) + 1}"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED" and "trainyard.error" not in parent.data.tags
+
+
+def test_a_study_in_another_experiment_is_named(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=s", "job.searcher.n_trials=1"]) == 0
+    assert main(["run", config, "job.study.name=s", "job.mlflow.experiment=other"]) == 2
+    assert (
+        "study 's' is tracked in experiment 'tune'; set job.mlflow.experiment=tune" in capsys.readouterr().err
+    )
+
+
+def test_merging_a_list_over_a_mapping_names_the_layer(workdir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="command-line overrides: cannot merge it over the files"):
+        load_settings([tuning(workdir)], ["job.searcher.space=[1, 2]"])

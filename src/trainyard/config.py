@@ -54,8 +54,16 @@ def resolve(layers: list[Layer]) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    merged: Any = OmegaConf.create()
+    for layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer.content)
+        except (OmegaConfBaseException, TypeError, ValueError) as error:
+            raise ConfigurationError(
+                f"{layer.origin}: cannot merge it over the files before it: {_first_line(error)} "
+                "(a list cannot replace a mapping, nor a mapping a list)"
+            ) from None
     try:
-        merged = OmegaConf.merge(*(layer.content for layer in layers)) if layers else OmegaConf.create()
         data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)

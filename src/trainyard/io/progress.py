@@ -59,6 +59,8 @@ class TrialProgress:
             self._update_best(trial.values[self.index])
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=self._describe())
+            if trial.state.name == "FAIL":  # printed above the bar: a failure must never go unseen
+                get_logger().warning("trial %d failed: %s", trial.number, trial.user_attrs.get("error", "?"))
         else:
             value = f" {self.objective.name}={trial.values[self.index]:.4g}" if trial.values else ""
             if trial.state.name == "PRUNED":  # its value is a partial mean, not comparable to the best

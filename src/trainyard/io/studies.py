@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,9 +61,11 @@ class StudyStorage(Component):
             if "://" in location:
                 if location.startswith("sqlite:///"):
                     Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                return optuna.storages.RDBStorage(
-                    location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
-                )
+                with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
+                    )
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
             Path(location).parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,7 @@ def shared_parent_run(study: optuna.Study, exists: Callable[[str], bool]) -> str
         return str(parent)
     token = worker_token()
     claim = study.user_attrs.get(_CLAIM_ATTR)
-    if claim is None or claim == parent or not token_alive(str(claim)):
+    if claim is None or not token_alive(str(claim)):
         study.set_user_attr(_CLAIM_ATTR, token)
         time.sleep(SETTLE_SECONDS)
         claim = study.user_attrs.get(_CLAIM_ATTR)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.io.logging import get_logger
-from trainyard.io.studies import token_alive, worker_token
+from trainyard.io.studies import WORKER_ATTR, token_alive, worker_token
 
 if TYPE_CHECKING:
     import optuna
@@ -41,9 +41,6 @@ class TrialLogger:
 
     def write(self, trial: FrozenTrial) -> None:
         """One child run with the trial's params, per-fold and mean/std scores, fit time and state."""
-        import numpy as np
-        from mlflow.entities import Metric as MlflowMetric
-        from mlflow.entities import Param, RunTag
 
         start = _ms(trial.datetime_start)
         end = _ms(trial.datetime_complete) or start
@@ -58,6 +55,17 @@ class TrialLogger:
         if "error" in trial.user_attrs:
             tags["trainyard.error"] = str(trial.user_attrs["error"])[:5000]
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
+        try:
+            self._fill(run.info.run_id, trial, start, end)
+        except BaseException:  # never leave a half-written child RUNNING: the next reconcile rewrites it
+            self.client.delete_run(run.info.run_id)
+            raise
+
+    def _fill(self, run_id: str, trial: FrozenTrial, start: int, end: int) -> None:
+        import numpy as np
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import Param, RunTag
+
         metrics = []
         folds = trial.user_attrs.get("folds", {})
         fold_scores: dict[str, list[float]] = folds.get("scores", {})
@@ -70,12 +78,12 @@ class TrialLogger:
             metrics.append(MlflowMetric("fit_time", float(folds["fit_time"]), end, 0))
         params = [Param(key, str(value)[:500]) for key, value in trial.params.items()]
         self.client.log_batch(
-            run.info.run_id,
+            run_id,
             metrics=metrics,
             params=params,
             tags=[RunTag("trainyard.duration_s", f"{(end - start) / 1000:.3f}")],
         )
-        self.client.set_terminated(run.info.run_id, _STATUS.get(trial.state.name, "FAILED"), end_time=end)
+        self.client.set_terminated(run_id, _STATUS.get(trial.state.name, "FAILED"), end_time=end)
 
     def reconcile(self, study: optuna.Study) -> int:
         """Write every finished trial that has no child run yet; return how many were written."""
@@ -92,7 +100,17 @@ class TrialLogger:
         finished = study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         )
-        missing = [trial for trial in finished if str(trial.number) not in logged]
+        mine = worker_token()
+        missing = [
+            trial
+            for trial in finished
+            if str(trial.number) not in logged
+            # a live worker writes its own trials (it may be doing it right now)
+            and (
+                trial.user_attrs.get(WORKER_ATTR) in (None, mine)
+                or not token_alive(str(trial.user_attrs[WORKER_ATTR]))
+            )
+        ]
         for trial in missing:
             self.write(trial)
         return len(missing)

@@ -117,6 +117,8 @@ class Job(Component, abc.ABC):
             params = _flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS})
             if run_id is not None:  # a resumed run keeps its params (a budget may have changed since)
                 params = {k: v for k, v in params.items() if k not in run.data.params}
+                if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
+                    mlflow.MlflowClient().delete_tag(run_id, ERROR_TAG)
             mlflow.log_params(params)
             get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.mlflow.experiment)
             yield run

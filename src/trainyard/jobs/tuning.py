@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric
-from trainyard.errors import ConfigurationError, TrainingJobError
+from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
+from trainyard.io.logging import get_logger
 from trainyard.io.studies import StudyStorage
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
@@ -94,6 +96,7 @@ class TuningJob(SupervisedJob):
         return f"{self.mlflow.experiment}-{digest}"
 
     def run(self) -> Locals:
+        import mlflow
         import optuna
 
         from trainyard.io.studies import PARENT_ATTR, fail_trials_of_dead_workers, shared_parent_run
@@ -125,7 +128,9 @@ class TuningJob(SupervisedJob):
             )
             if dead:
                 step.note(f"trials {dead} of dead workers marked failed")
-        parent_id = shared_parent_run(study, exists=_run_exists)
+        experiment = mlflow.get_experiment_by_name(self.mlflow.experiment)  # made when MLflow started
+        experiment_id = experiment.experiment_id if experiment else ""
+        parent_id = shared_parent_run(study, exists=lambda run_id: _run_exists(run_id, experiment_id, name))
         with self.tracked_run(run_id=parent_id, tags={STUDY_TAG: name}) as run:
             if parent_id is None:
                 study.set_user_attr(PARENT_ATTR, run.info.run_id)
@@ -175,7 +180,10 @@ class TuningJob(SupervisedJob):
         callbacks: list[Any] = [trials.on_trial_end]
         if budget is not None:
             callbacks.append(MaxTrialsCallback(budget, states=None))
-        with TrialProgress(study, budget, self.objective, self.metrics) as progress:
+        with (
+            TrialProgress(study, budget, self.objective, self.metrics) as progress,
+            _StopOnSignal(study) as stop,
+        ):
             callbacks.append(progress.on_trial_end)
             study.optimize(
                 _Objective(self, inputs, targets, folds),
@@ -185,6 +193,7 @@ class TuningJob(SupervisedJob):
                 catch=(Exception,),
                 callbacks=callbacks,
             )
+        stop.raise_if_stopped()
 
     def _best_trial(self, study: optuna.Study) -> FrozenTrial:
         from optuna.trial import TrialState
@@ -205,6 +214,43 @@ class TuningJob(SupervisedJob):
         return (max if self.objective.direction == "maximize" else min)(front, key=lambda t: t.values[index])
 
 
+class _StopOnSignal:
+    """Ctrl-C or SIGTERM during the search: finish the running trials, record them, then stop.
+
+    Raising inside Optuna's loop can land between a trial's end and its record (leaving it RUNNING),
+    so the first signal only asks the study to stop; a second one interrupts at once.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise JobCancelledError("stopped at once (second signal)")
+        self.received = signum
+        get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
+        self.study.stop()
+
+    def raise_if_stopped(self) -> None:
+        """After the search: turn a received signal into the cancellation it asked for."""
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt("interrupted (Ctrl-C) after the running trials were recorded")
+        if self.received is not None:
+            raise JobCancelledError("terminated (SIGTERM) after the running trials were recorded")
+
+
 class _Objective:
     """Cross-validate the model with a trial's parameters; per-fold scores go to the trial's attrs."""
 
@@ -216,7 +262,6 @@ class _Objective:
         self.targets = targets
         self.folds = folds
         self.dimensions = job.searcher.dimensions
-        self._local = threading.local()
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         import time
@@ -276,15 +321,24 @@ def _count_finished(study: optuna.Study) -> int:
     )
 
 
-def _run_exists(run_id: str) -> bool:
-    """Whether MLflow has this run, not deleted."""
+def _run_exists(run_id: str, experiment_id: str, study: str) -> bool:
+    """Whether this store has the study's parent run (not deleted), in the job's experiment."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+        run = MlflowClient().get_run(run_id)
     except MlflowException:
         return False
+    if run.info.lifecycle_stage != "active":
+        return False
+    if run.info.experiment_id != experiment_id:
+        experiment = MlflowClient().get_experiment(run.info.experiment_id).name
+        raise ConfigurationError(
+            f"job.mlflow.experiment: study {study!r} is tracked in experiment {experiment!r}; "
+            f"set job.mlflow.experiment={experiment}, or choose another job.study.name"
+        )
+    return True
 
 
 def _format(params: dict[str, Any]) -> str:
