@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import time
+from typing import Literal
 
 from pydantic import Field
 
@@ -14,9 +15,6 @@ from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
 from trainyard.utils.signers import InferSigner, SignerKind
 from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
-
-if TYPE_CHECKING:
-    pass
 
 
 class TrainingJob(SupervisedJob):
@@ -47,10 +45,10 @@ class TrainingJob(SupervisedJob):
                 targets_train, targets_test = targets.iloc[train_index], targets.iloc[test_index]
                 step.note(f"train {inputs_train.shape}, test {inputs_test.shape}")
                 mlflow.log_params({"data.train_rows": len(train_index), "data.test_rows": len(test_index)})
-            with self.step("fit") as step:
-                fit_start = _now()
+            with self.step("fit"):
+                fit_start = time.perf_counter()
                 model.fit(inputs_train, targets_train)
-                fit_time = _now() - fit_start
+                fit_time = time.perf_counter() - fit_start
                 mlflow.log_metric("fit_time", fit_time)
             with self.step("predict") as step:
                 outputs = model.predict(inputs_test)
@@ -98,12 +96,6 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
         raise ConfigurationError(
             f"job.model.params_from: the tuned parameters do not fit: {problems}"
         ) from None
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 def _summary(
