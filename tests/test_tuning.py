@@ -294,16 +294,16 @@ def test_resume_after_the_process_is_killed(workdir: Path, tracking_uri: str) ->
 
 def test_two_processes_share_one_study(workdir: Path, tracking_uri: str) -> None:
     config = tuning(workdir)
-    overrides = [*SLOW, "job.searcher.n_trials=16", "job.study.name=shared"]
+    overrides = [*SLOW, "job.searcher.n_trials=40", "job.study.name=shared"]
     processes = [_spawn(workdir, config, *overrides) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     study = study_of(workdir, "shared")
     finished = [t for t in study.trials if t.state.is_finished()]
-    assert 16 <= len(finished) <= 17, "the workers topped up to the budget together"
+    assert 40 <= len(finished) <= 41, "the workers topped up to the budget together"
     assert len(set(params_of(study))) == len(study.trials), "no two trials proposed the same parameters"
     workers = {t.user_attrs["trainyard.worker"] for t in study.trials}
-    assert len(workers) == 2, "both processes ran trials"
+    assert len(workers) == 2, f"both processes ran trials: {outputs}"
     _, children = runs_of(tracking_uri)
     assert len(children) == len(finished)
 
@@ -424,3 +424,16 @@ def test_a_study_in_another_experiment_is_named(
 def test_merging_a_list_over_a_mapping_names_the_layer(workdir: Path) -> None:
     with pytest.raises(ConfigurationError, match="command-line overrides: cannot merge it over the files"):
         load_settings([tuning(workdir)], ["job.searcher.space=[1, 2]"])
+
+
+def test_two_processes_start_a_new_store_together(tmp_path: Path, example_data: Path) -> None:
+    """No store and no experiment yet: the workers must not race to create them."""
+    import shutil
+
+    shutil.copytree(example_data, tmp_path / "data")
+    config = tuning(tmp_path)
+    processes = [_spawn(tmp_path, config, "job.searcher.n_trials=6", "job.study.name=new") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    _, children = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(children) == 6

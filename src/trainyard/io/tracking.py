@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,15 @@ class MlflowService(Component):
         quiet_mlflow()
         mlflow.set_tracking_uri(self.resolved_tracking_uri)
         mlflow.set_registry_uri(absolute_sqlite_uri(self.registry_uri or self.tracking_uri))
-        try:
+        _create_sqlite_store_once(self.resolved_tracking_uri)
+        # Another worker may create it between MLflow's lookup and its insert: it exists then.
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
             mlflow.set_experiment(self.experiment)
-        except mlflow.exceptions.MlflowException:
-            # Another worker created it between MLflow's lookup and its insert: it exists now.
-            mlflow.set_experiment(self.experiment)
+        # When it loses that race MLflow may not activate the experiment: do it by id, always.
+        experiment = mlflow.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            raise RuntimeError(f"experiment {self.experiment!r} could not be created")
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -71,6 +76,22 @@ def absolute_sqlite_uri(uri: str) -> str:
     if not uri.startswith(prefix) or uri.startswith(prefix + "/") or uri == prefix + ":memory:":
         return uri
     return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+
+
+def _create_sqlite_store_once(uri: str) -> None:
+    """Create a new SQLite store under a file lock: workers started together must not all migrate it."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or Path(uri.removeprefix(prefix)).exists():
+        return
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    path = Path(uri.removeprefix(prefix))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
 
 
 def quiet_mlflow() -> None:

@@ -1,0 +1,567 @@
+"""Benchmark: a Trainyard tuning job against the same Optuna study written by hand.
+
+    .venv/bin/python benchmarks/tuning.py [--trials 100] [--repeats 3] [--no-what-if] [--no-profile]
+
+Overhead (run interleaved: A, B, B variants, A, B, ...; each a fresh process in a fresh temporary
+folder that holds the first 5,000 rows of ../shared/data/bikes/hour.csv as bikes-5000.csv):
+  A  plain       Optuna + scikit-learn, in memory: TPESampler(seed=55), cross_val_score of a
+                 DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
+  B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a child
+                 MLflow run per trial in a new SQLite store, plots
+  what-ifs       B with one piece turned off (plots; child runs; the per-trial sampler wrapper; the
+                 journal), then all four off, to measure what each piece costs; and B with its child
+                 runs written by a background thread (a candidate fix)
+Scale-out (benchmarks/tuning-forest.yaml: the same 100 seeded random-search trials of a 50-tree random
+forest in every variant): one process; two processes on the same study started together; one
+process with n_jobs=2 threads. Each starts with the MLflow store and experiment in place (made untimed),
+as a shared store has them after its first run: two workers that create them together collide, which
+is checked separately.
+Then one profiled Trainyard run (cProfile). Prints markdown tables, writes benchmarks/results/tuning.json.
+See docs/benchmarks-tuning.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import pstats
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent  # the venv's bin (not resolved: that would leave the venv)
+DATA = ROOT.parent / "shared/data/bikes/hour.csv"
+RESULTS = HERE / "results"
+BIKES, FOREST = HERE / "tuning-bikes.yaml", HERE / "tuning-forest.yaml"
+DATA_FILE, ROWS = "bikes-5000.csv", 5000
+JOURNAL = "optuna-journal.log"
+STEP_LINE = re.compile(r"✓ (.+?) \((\d+(?:\.\d+)?) s\)")
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+GOALS = {"overhead": 1.10, "scale-out": 1.7}
+
+PLAIN = '''\
+"""A plain Optuna + scikit-learn study (written by benchmarks/tuning.py): python plain.py DATA TRIALS."""
+import json
+import sys
+import time
+
+start = time.perf_counter()
+import optuna
+import pandas as pd
+from sklearn.model_selection import KFold, cross_val_score
+from sklearn.tree import DecisionTreeRegressor
+
+imported = time.perf_counter()
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+COLUMNS = ["season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit", "temp", "atemp",
+           "hum", "windspeed"]
+data = pd.read_csv(sys.argv[1])
+inputs, target = data[COLUMNS], data["cnt"]
+folds = KFold(n_splits=3, shuffle=True, random_state=42)
+
+
+def objective(trial: optuna.Trial) -> float:
+    model = DecisionTreeRegressor(
+        max_depth=trial.suggest_int("max_depth", 2, 20),
+        min_samples_leaf=trial.suggest_int("min_samples_leaf", 1, 50),
+        min_samples_split=trial.suggest_int("min_samples_split", 2, 40),
+        random_state=0,  # ties between splits broken the same way every run
+    )
+    scores = cross_val_score(model, inputs, target, cv=folds, scoring="neg_root_mean_squared_error")
+    return -scores.mean()
+
+
+study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=55))
+ready = time.perf_counter()
+study.optimize(objective, n_trials=int(sys.argv[2]))
+done = time.perf_counter()
+trials = [[t.params, t.duration.total_seconds() if t.duration else None, t.state.name, t.value]
+          for t in study.trials]
+print(json.dumps({"import_s": imported - start, "read_s": ready - imported, "optimize_s": done - ready,
+                  "trials": trials}))
+'''
+
+# What-if launchers: `trainyard run` with one piece of the tuning job patched out, in the same process.
+RUN = "import sys\nfrom trainyard.cli import main\nsys.exit(main(sys.argv[1:]))"
+PATCHES = {
+    "no child run per trial": "import trainyard.io.trials as t\n"
+    "t.TrialLogger.on_trial_end = lambda self, study, trial: None",
+    "one TPESampler (no per-trial wrapper)": "import trainyard.utils.searchers as s\n"
+    "s.OptunaSearcher.sampler = lambda self, multi_objective: "
+    "self.sampler_.build(self.sampler_.seed, self.dimensions, multi_objective)",
+    "in-memory study (no journal)": "import optuna, trainyard.io.studies as s\n"
+    "s.StudyStorage.open = lambda self, uri: optuna.storages.InMemoryStorage()",
+}
+# A candidate fix rather than a removal: child runs written by one background thread, drained before
+# the results are logged (the study stays the record; reconcile() covers a crash in between).
+BACKGROUND_WRITER = """\
+import concurrent.futures
+import trainyard.io.trials as t
+writer = concurrent.futures.ThreadPoolExecutor(1)
+write, log_results = t.TrialLogger.on_trial_end, t.TrialLogger.log_results
+t.TrialLogger.on_trial_end = lambda self, study, trial: writer.submit(write, self, study, trial)
+def drained(self, *args):
+    writer.shutdown(wait=True)
+    log_results(self, *args)
+t.TrialLogger.log_results = drained
+"""
+# Untimed, in the folder before a run: the MLflow store, and also the experiment (the scale-out runs).
+EMPTY_STORE = "import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').search_experiments()"
+STORE_AND_EXPERIMENT = (
+    "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); mlflow.set_experiment('forest-tuning')"
+)
+RACES = {"no MLflow store yet": "", "a store without the experiment": EMPTY_STORE}
+# Functions whose cumulative time the profile reports: label -> (path fragment, function names).
+PROFILED = {
+    "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
+    "Study.optimize (the search step)": ("optuna/study/study.py", ("optimize",)),
+    "objective: cross-validation": ("trainyard/jobs/tuning.py", ("__call__",)),
+    "  pipeline fit (3 folds)": ("trainyard/core/models.py", ("fit",)),
+    "  pipeline predict": ("trainyard/core/models.py", ("predict",)),
+    "  trial.set_user_attr (storage writes)": ("optuna/trial/_trial.py", ("set_user_attr",)),
+    "  trial.report / should_prune": ("optuna/trial/_trial.py", ("report", "should_prune")),
+    "sampler: fresh TPESampler per trial": ("trainyard/utils/trial_seeding.py", ("_for",)),
+    "sampler: TPE sampling": ("optuna/samplers/_tpe/sampler.py", ("sample_independent", "sample_relative")),
+    "storage: journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
+    "storage: journal appends": ("optuna/storages/journal/_file.py", ("append_logs",)),
+    "callback: child MLflow run per trial": ("trainyard/io/trials.py", ("on_trial_end",)),
+    "callback: progress log line": ("trainyard/io/progress.py", ("on_trial_end",)),
+    "callback: MaxTrialsCallback": ("optuna/study/_callbacks.py", ("__call__",)),
+    "log results (table, best, plots)": ("trainyard/io/trials.py", ("log_results",)),
+    "  plots": ("trainyard/io/trials.py", ("_log_plots",)),
+    "log lineage (mlflow.log_input)": ("mlflow/tracking/fluent.py", ("log_input",)),
+    "MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
+}  # fmt: skip
+
+
+class Failed(Exception):
+    """A measured process exited with an error."""
+
+
+def environment(threads: int) -> dict[str, str]:
+    """No telemetry, no network but 127.0.0.1, fixed threads, a .pyc cache, wide log lines."""
+    env = dict(os.environ)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", COLUMNS="200")
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env[proxy] = "http://127.0.0.1:9"  # anything that tries the network fails here, locally
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["PYTHONPYCACHEPREFIX"] = str(RESULTS / "pycache")  # as an installed package has its .pyc
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def busy() -> bool:
+    """Whether benchmarks/training.py runs (it would share the two cores)."""
+    return subprocess.run(["pgrep", "-f", "benchmarks/training.py"], capture_output=True).returncode == 0
+
+
+def wait_for_quiet() -> None:
+    """Never measure while benchmarks/training.py runs."""
+    waited = False
+    while busy():
+        if not waited:
+            print("  (benchmarks/training.py is running: waiting)", flush=True)
+        waited = True
+        time.sleep(10)
+
+
+def launch(commands: list[list[str]], folder: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Start ``commands`` together in ``folder``; wall time until all ended, each one's stdout and
+    timestamped stderr lines."""
+    wait_for_quiet()
+    start = time.perf_counter()
+    processes: list[subprocess.Popen[str]] = []
+    logs: list[list[tuple[float, str]]] = []
+    ends: list[float] = []
+    for index, command in enumerate(commands):
+        out = (folder / f"stdout-{index}.txt").open("w")
+        processes.append(
+            subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        )
+        out.close()
+        logs.append([])
+        ends.append(0.0)
+
+    def collect(index: int) -> None:
+        stream = processes[index].stderr
+        assert stream is not None
+        logs[index].extend((time.perf_counter() - start, line) for line in stream)
+        processes[index].wait()
+        ends[index] = time.perf_counter() - start
+
+    threads = [threading.Thread(target=collect, args=(index,)) for index in range(len(commands))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    for index, process in enumerate(processes):
+        if process.returncode != 0:
+            text = "".join(line for _, line in logs[index])
+            raise Failed(f"{' '.join(commands[index])} failed ({process.returncode}):\n{text}")
+    stdouts = [(folder / f"stdout-{index}.txt").read_text() for index in range(len(commands))]
+    return {"wall_s": wall, "ends": ends, "logs": logs, "stdouts": stdouts}
+
+
+def steps_of(log: list[tuple[float, str]], end: float) -> dict[str, float]:
+    """A Trainyard run's logged steps, the time before its first step (imports, config, services)
+    and after its last (the summary, closing the run, exiting)."""
+    stamped = [(at, match) for at, line in log if (match := STEP_LINE.search(line))]
+    steps = {match[1]: float(match[2]) for _, match in stamped}
+    first_at, first = stamped[0]
+    return {"start-up": first_at - float(first[2]), **steps, "after the last step": end - stamped[-1][0]}
+
+
+def trial_stats(trials: list[list[Any]]) -> dict[str, Any]:
+    """Finished trials, duplicated parameter sets, the best value, and seconds spent inside trials."""
+    finished = [t for t in trials if t[2] in FINISHED]
+    keys = [json.dumps(t[0], sort_keys=True) for t in finished if t[2] == "COMPLETE"]
+    return {
+        "finished": len(finished),
+        "failed": sum(t[2] == "FAIL" for t in trials),
+        "duplicate_params": len(keys) - len(set(keys)),
+        "best": min((t[3] for t in finished if t[2] == "COMPLETE"), default=None),
+        "in_trials_s": sum(t[1] or 0.0 for t in finished),
+    }
+
+
+def stored_trials(folder: Path) -> list[list[Any]] | None:
+    """The trials of the one study in ``folder``'s journal (None: no journal)."""
+    if not (folder / JOURNAL).is_file():
+        return None
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [
+        [t.params, t.duration.total_seconds() if t.duration else None, t.state.name, t.value]
+        for t in study.trials
+    ]
+
+
+def mlflow_runs(folder: Path) -> dict[str, int]:
+    """Parent and child runs in the folder's MLflow store, and runs that went to the Default experiment."""
+    with closing(sqlite3.connect(folder / "mlflow.db")) as db:
+        children = db.execute("select count(*) from tags where key = 'mlflow.parentRunId'").fetchone()[0]
+        total = db.execute("select count(*) from runs").fetchone()[0]
+        default = db.execute("select count(*) from runs where experiment_id = 0").fetchone()[0]
+    return {"parent_runs": total - children, "child_runs": children, "in_default_experiment": default}
+
+
+def fresh_folder(data_lines: list[str]) -> tempfile.TemporaryDirectory[str]:
+    folder = tempfile.TemporaryDirectory(prefix="trainyard-tuning-bench-")
+    Path(folder.name, DATA_FILE).write_text("".join(data_lines))
+    return folder
+
+
+def run_plain(data_lines: list[str], trials: int, env: dict[str, str]) -> dict[str, Any]:
+    with fresh_folder(data_lines) as name:
+        folder = Path(name)
+        (folder / "plain.py").write_text(PLAIN)
+        done = launch([[str(BIN / "python"), "plain.py", DATA_FILE, str(trials)]], folder, env)
+    printed = json.loads(done["stdouts"][0].strip().splitlines()[-1])
+    return {
+        "wall_s": done["wall_s"],
+        "import_s": printed["import_s"],
+        "search_s": printed["optimize_s"],
+        "trials": trial_stats(printed["trials"]),
+    }
+
+
+def run_trainyard(
+    data_lines: list[str],
+    env: dict[str, str],
+    config: Path,
+    args: list[str],
+    workers: int = 1,
+    patch: str = "",
+    prepare: str = "",
+) -> dict[str, Any]:
+    """``workers`` processes of ``trainyard run config args`` started together in one fresh folder,
+    after the Python code ``prepare`` ran there (untimed)."""
+    command = (
+        [str(BIN / "python"), "-c", f"{patch}\n{RUN}", "run", str(config), *args]
+        if patch
+        else [str(BIN / "trainyard"), "run", str(config), *args]
+    )
+    with fresh_folder(data_lines) as name:
+        folder = Path(name)
+        if prepare:
+            subprocess.run(
+                [str(BIN / "python"), "-c", prepare], cwd=folder, env=env, check=True, capture_output=True
+            )
+        done = launch([command] * workers, folder, env)
+        trials = stored_trials(folder)
+        runs = mlflow_runs(folder)
+    steps = [steps_of(log, end) for log, end in zip(done["logs"], done["ends"], strict=True)]
+    return {
+        "wall_s": done["wall_s"],
+        "import_s": max(s["start-up"] for s in steps),
+        "search_s": max(s["search"] for s in steps),
+        "steps": steps[0] if workers == 1 else steps,
+        "trials": trial_stats(trials) if trials is not None else None,
+        "mlflow": runs,
+    }
+
+
+def race(data_lines: list[str], env: dict[str, str], prepare: str) -> str:
+    """Two workers started together on a new study, after ``prepare``: what happens."""
+    try:
+        record = run_trainyard(
+            data_lines, env, FOREST, ["job.searcher.n_trials=4"], workers=2, prepare=prepare
+        )
+    except Failed as error:
+        lines = str(error).strip().splitlines()
+        return "failed: " + next((line for line in lines if line.startswith("error:")), lines[-1])
+    runs = record["mlflow"]
+    misplaced = f", but {runs['in_default_experiment']} runs in the Default experiment"
+    return f"ok: {runs['parent_runs']} parent, {runs['child_runs']} child runs" + (
+        misplaced if runs["in_default_experiment"] else ""
+    )
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
+
+
+def interleave(
+    contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int, title: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Each contender once per round, ``repeats`` rounds; every run's record."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+    for repeat in range(repeats):
+        for name, run in contenders.items():
+            record = run()
+            while busy():  # it started during this run: measure again once it is done
+                print("  (benchmarks/training.py started meanwhile: run discarded)", flush=True)
+                record = run()
+            runs[name].append(record)
+            steps = record.get("steps")
+            shown = steps if isinstance(steps, dict) else {"search": record["search_s"]}
+            details = ", ".join(f"{step} {seconds:.2f}" for step, seconds in shown.items())
+            print(
+                f"  {title} {repeat + 1}/{repeats} {name}: {record['wall_s']:.2f} s ({details})", flush=True
+            )
+    return runs
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {key: summary([r[key] for r in runs]) for key in ("wall_s", "import_s", "search_s")}
+    out["in_trials_s"] = summary([r["trials"]["in_trials_s"] for r in runs if r["trials"]] or [0.0])
+    out["runs"] = runs
+    return out
+
+
+def profile(data_lines: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """One `trainyard run` of the bikes study under cProfile: cumulative seconds of chosen functions."""
+    output = RESULTS / "tuning-trainyard.prof"
+    with fresh_folder(data_lines) as name:
+        command = [str(BIN / "python"), "-m", "cProfile", "-o", str(output), str(BIN / "trainyard")]
+        done = launch([[*command, "run", str(BIKES)]], Path(name), env)
+    stats: dict[Any, Any] = pstats.Stats(str(output)).stats  # type: ignore[attr-defined]
+    total = max(entry[3] for entry in stats.values())
+    found = {}
+    for label, (fragment, names) in PROFILED.items():
+        entries = [v for (path, _, func), v in stats.items() if fragment in path and func in names]
+        found[label] = {"seconds": sum(v[3] for v in entries), "calls": sum(v[1] for v in entries)}
+    return {"file": str(output), "wall_s": done["wall_s"], "profiled_total_s": total, "functions": found}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    with DATA.open() as source:
+        data_lines = [line for _, line in zip(range(ROWS + 1), source, strict=False)]
+    env = environment(args.threads)
+    n_trials = [f"job.searcher.n_trials={args.trials}"]
+    load_at_start = os.getloadavg()
+    print("warm-up: one untimed 5-trial run of each side (fills the .pyc and file caches)", flush=True)
+    run_plain(data_lines, 5, env)
+    run_trainyard(data_lines, env, BIKES, ["job.searcher.n_trials=5"])
+    overhead: dict[str, Callable[[], dict[str, Any]]] = {
+        "A plain optuna + sklearn": lambda: run_plain(data_lines, args.trials, env),
+        "B trainyard": lambda: run_trainyard(data_lines, env, BIKES, n_trials),
+    }
+    if args.what_if:
+        overhead["B, plots off"] = lambda: run_trainyard(
+            data_lines, env, BIKES, [*n_trials, "job.plots=false"]
+        )
+        for label, patch in PATCHES.items():
+            overhead[f"B, {label}"] = partial(run_trainyard, data_lines, env, BIKES, n_trials, patch=patch)
+        everything = "\n".join(PATCHES.values())
+        overhead["B, all four off"] = partial(
+            run_trainyard, data_lines, env, BIKES, [*n_trials, "job.plots=false"], patch=everything
+        )
+        overhead["B, child runs by a background thread"] = partial(
+            run_trainyard, data_lines, env, BIKES, n_trials, patch=BACKGROUND_WRITER
+        )
+    overhead_runs = interleave(overhead, args.repeats, "overhead")
+    forest = partial(run_trainyard, data_lines, env, FOREST, prepare=STORE_AND_EXPERIMENT)
+    trials = f"job.searcher.n_trials={args.scale_trials}"
+    scale: dict[str, Callable[[], dict[str, Any]]] = {
+        "1 process": partial(forest, [trials]),
+        "2 processes, one study": partial(forest, [trials], workers=2),
+        "1 process, n_jobs=2 threads": partial(forest, [trials, "job.searcher.n_jobs=2"]),
+    }
+    scale_runs = interleave(scale, args.scale_repeats or args.repeats, "scale-out")
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_start": load_at_start,
+        },
+        "versions": {
+            name: importlib.metadata.version(name)
+            for name in ("trainyard", "optuna", "mlflow", "scikit-learn", "pandas")
+        },
+        "trainyard_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "uncommitted_changes_in_src": bool(
+            subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True).stdout
+        ),
+        "settings": {
+            "trials": args.trials,
+            "repeats": args.repeats,
+            "scale_trials": args.scale_trials,
+            "omp_num_threads": args.threads,
+        },
+        "overhead": {name: medians(runs) for name, runs in overhead_runs.items()},
+        "scale_out": {name: medians(runs) for name, runs in scale_runs.items()},
+    }
+    a, b = (results["overhead"][name] for name in ("A plain optuna + sklearn", "B trainyard"))
+    one, two, threads = (results["scale_out"][name] for name in scale)
+    results["ratios"] = {
+        "B / A, whole process": b["wall_s"]["median"] / a["wall_s"]["median"],
+        "B search step / A optimize()": b["search_s"]["median"] / a["search_s"]["median"],
+        "B - A per trial, search (ms)": 1000
+        * (b["search_s"]["median"] - a["search_s"]["median"])
+        / args.trials,
+        "1 process / 2 processes, whole process": one["wall_s"]["median"] / two["wall_s"]["median"],
+        "1 process / 2 processes, search step": one["search_s"]["median"] / two["search_s"]["median"],
+        "1 process / n_jobs=2, whole process": one["wall_s"]["median"] / threads["wall_s"]["median"],
+        "1 process / n_jobs=2, search step": one["search_s"]["median"] / threads["search_s"]["median"],
+    }
+    results["goals"] = {
+        "B / A, whole process": {"goal": f"<= {GOALS['overhead']}"},
+        "1 process / 2 processes, whole process": {"goal": f">= {GOALS['scale-out']}"},
+    }
+    for name, goal in results["goals"].items():
+        limit = float(goal["goal"].split()[-1])
+        measured = results["ratios"][name]
+        goal.update(measured=measured, met=measured <= limit if goal["goal"][0] == "<" else measured >= limit)
+    results["two_workers_start_a_study"] = {
+        situation: [race(data_lines, env, prepare) for _ in range(args.race_checks)]
+        for situation, prepare in RACES.items()
+    }
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    if args.profile:
+        print("profile: one `trainyard run` of the bikes study under cProfile", flush=True)
+        results["profile"] = profile(data_lines, env)
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    """The results as markdown tables."""
+    settings = results["settings"]
+    lines = [
+        f"{results['date']}, {results['machine']['cores']} cores, {settings['trials']} trials, "
+        f"median of {settings['repeats']}, trainyard {results['trainyard_commit'][:7]}"
+        + (" + uncommitted src changes" if results["uncommitted_changes_in_src"] else ""),
+        "",
+        "| contender | wall (s) | min, max (s) | start-up / imports (s) | search / optimize() (s) "
+        "| in trials (s) | finished | dup. params | best rmse | MLflow child runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for table in ("overhead", "scale_out"):
+        if table == "scale_out":
+            lines += [
+                "",
+                f"Scale-out: {settings['scale_trials']} random-search trials of a 50-tree random forest",
+                "",
+            ]
+            lines += lines[2:4]
+        for name, row in results[table].items():
+            last = row["runs"][-1]
+            trials, runs = last.get("trials"), last.get("mlflow")
+            cells = [
+                f"{row['wall_s']['median']:.2f}",
+                f"{row['wall_s']['min']:.2f}, {row['wall_s']['max']:.2f}",
+                f"{row['import_s']['median']:.2f}",
+                f"{row['search_s']['median']:.2f}",
+                f"{row['in_trials_s']['median']:.2f}" if trials else "—",
+                str(trials["finished"]) if trials else "—",
+                str(trials["duplicate_params"]) if trials else "—",
+                f"{trials['best']:.2f}" if trials and trials["best"] is not None else "—",
+                f"{runs['child_runs']} ({runs['parent_runs']} parent)" if runs else "—",
+            ]
+            lines.append(f"| {name} | {' | '.join(cells)} |")
+    steps = results["overhead"]["B trainyard"]["runs"]
+    lines += ["", "| Trainyard step (bikes, median s) | seconds |", "|---|---:|"]
+    for title in steps[0]["steps"]:
+        lines.append(f"| {title} | {statistics.median(r['steps'][title] for r in steps):.2f} |")
+    lines += ["", "| ratio of medians | measured | goal | met |", "|---|---:|---:|---|"]
+    for name, value in results["ratios"].items():
+        goal = results["goals"].get(name)
+        met = "—" if goal is None else ("yes" if goal["met"] else "**no**")
+        lines.append(f"| {name} | {value:.2f} | {goal['goal'] if goal else '—'} | {met} |")
+    lines += ["", "Two workers started together on a new study (4 trials), in a fresh folder with:"]
+    for situation, outcomes in results["two_workers_start_a_study"].items():
+        lines += [f"- {situation}: {'; '.join(outcomes)}"]
+    if "profile" in results:
+        found = results["profile"]
+        lines += [
+            "",
+            f"| cProfile, one run (wall {found['wall_s']:.1f} s under the profiler) | cumulative s | calls |",
+            "|---|---:|---:|",
+        ]
+        for label, entry in found["functions"].items():
+            lines.append(f"| {label} | {entry['seconds']:.2f} | {entry['calls']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100, help="trials of the overhead study (default 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each contender (default 3)")
+    parser.add_argument("--scale-trials", type=int, default=100, help="trials of the scale-out study")
+    parser.add_argument("--scale-repeats", type=int, default=0, help="scale-out rounds (default: --repeats)")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process (default 1)")
+    parser.add_argument(
+        "--race-checks",
+        type=int,
+        default=2,
+        help="tries of two workers starting a new study, per situation (default 2)",
+    )
+    parser.add_argument("--no-what-if", dest="what_if", action="store_false", help="skip the B variants")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the cProfile run")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tuning.json", help="JSON results")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = measure(args)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(report(results))
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
