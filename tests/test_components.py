@@ -200,3 +200,11 @@ def test_signer_describes_inputs_and_outputs(diabetes: pd.DataFrame) -> None:
     signature = InferSigner().sign(diabetes[["age", "bmi"]], pd.DataFrame({"prediction": [1.0]}))
     assert signature.inputs.input_names() == ["age", "bmi"]
     assert signature.outputs.input_names() == ["prediction"]
+
+
+def test_binary_metrics_on_string_labels() -> None:
+    truth = pd.DataFrame({"y": ["benign", "malignant", "benign", "malignant"]})
+    predicted = pd.DataFrame({"prediction": ["benign", "malignant", "malignant", "malignant"]})
+    assert Metric(KIND="f1").score(truth, predicted) == pytest.approx(0.7333, abs=1e-3), "macro by default"
+    assert Metric(KIND="recall", pos_label="malignant").score(truth, predicted) == pytest.approx(1.0)
+    assert Metric(KIND="precision", pos_label="malignant").score(truth, predicted) == pytest.approx(2 / 3)

@@ -190,7 +190,9 @@ def test_pruning_stops_bad_trials_after_a_fold(workdir: Path, tracking_uri: str)
     assert sum(c.data.tags["trainyard.state"] == "PRUNED" for c in children) == len(pruned)
 
 
-def test_params_from_a_tuning_run_and_from_a_study(workdir: Path, tracking_uri: str) -> None:
+def test_params_from_a_tuning_run_and_from_a_study(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["run", tuning(workdir)]) == 0
     parent, _ = runs_of(tracking_uri)
     study = study_of(workdir)
@@ -206,8 +208,14 @@ job:
     path = write_config(workdir, training, "train.yaml")
     assert main(["run", path]) == 0
     assert main(["run", path, f"job.model.params_from={{run_id: null, study: {study.study_name}}}"]) == 0
+    capsys.readouterr()
+    assert main(["run", path, "job.model.params_from={run_id: null, study: nothing}"]) == 1
+    assert "no study 'nothing' in" in capsys.readouterr().err
     client = mlflow.MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("train").experiment_id], "attributes.status = 'FINISHED'"
+    )
+    assert len(runs) == 2
     for run in runs:
         assert run.data.params["tuned.max_depth"] == str(study.best_params["max_depth"])
         assert run.data.params["tuned.random_state"] == "0"
@@ -218,7 +226,7 @@ def test_params_from_errors(workdir: Path, tracking_uri: str, capsys: pytest.Cap
     assert main(["run", quickstart, "job.model.params_from={run_id: 0123abc}"]) == 1
     assert "no MLflow run '0123abc'" in capsys.readouterr().err
     assert main(["run", quickstart, "job.model.params_from={study: nothing}"]) == 1
-    assert "no study 'nothing'" in capsys.readouterr().err
+    assert "params_from.study: no study storage at" in capsys.readouterr().err
     assert main(["run", quickstart, "job.model.params_from={}"]) == 2
     assert "give exactly one of run_id" in capsys.readouterr().err
 
@@ -437,3 +445,12 @@ def test_two_processes_start_a_new_store_together(tmp_path: Path, example_data: 
     assert all(p.returncode == 0 for p in processes), outputs
     _, children = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert len(children) == 6
+
+
+def test_params_from_a_missing_storage_creates_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart = str(CONFS / "quickstart.yaml")
+    assert main(["run", quickstart, "job.model.params_from={study: x, storage: typo/dir/studies.log}"]) == 1
+    assert "no study storage at 'typo/dir/studies.log'" in capsys.readouterr().err
+    assert not (workdir / "typo").exists()

@@ -57,6 +57,9 @@ class Metric(Component):
     """A score by name; ``average`` applies to f1, precision and recall (binary, macro, weighted...)."""
 
     KIND: MetricName = Field(description="The metric's name.")
+    pos_label: str | int | bool | None = Field(
+        None, description="The positive class of a binary f1/precision/recall (default: 1 for 0/1 labels)."
+    )
     average: Literal["binary", "micro", "macro", "weighted"] | None = Field(
         None,
         description="Averaging for f1/precision/recall: binary for two classes, macro otherwise.",
@@ -86,7 +89,10 @@ class Metric(Component):
         truth = targets.iloc[:, 0]
         kwargs: dict[str, Any] = {}
         if self.KIND in _AVERAGED:
-            kwargs["average"] = self.average or ("binary" if truth.nunique() <= 2 else "macro")
+            binary = truth.nunique() <= 2 and (self.pos_label is not None or set(truth.unique()) <= {0, 1})
+            kwargs["average"] = self.average or ("binary" if binary else "macro")
+            if self.pos_label is not None:
+                kwargs["pos_label"] = self.pos_label
         if self.needs_proba:
             if probas is None:
                 raise ValueError(f"metric {self.KIND} needs predicted probabilities")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ResourceNotFoundError
@@ -45,6 +46,10 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> dict[str, 
     from trainyard.io.studies import StudyStorage
 
     where = StudyStorage(name=name, storage=storage)
+    location = where.location(tracking_uri)
+    local = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
+    if "://" not in local and not Path(local).exists():  # reading must not create an empty storage
+        raise ResourceNotFoundError(f"model.params_from.study: no study storage at {location!r}")
     opened = where.open(tracking_uri)
     try:
         study = optuna.load_study(study_name=name, storage=opened)
