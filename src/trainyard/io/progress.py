@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from trainyard.io.console import console
@@ -26,6 +27,7 @@ class TrialProgress:
         self.index = [m.name for m in metrics].index(objective.name)
         self.best: float | None = None
         self._progress: Any = None
+        self._lock = threading.Lock()
         self._task: Any = None
 
     def __enter__(self) -> TrialProgress:
@@ -73,7 +75,8 @@ class TrialProgress:
 
     def _update_best(self, value: float) -> None:
         better = max if self.objective.direction == "maximize" else min
-        self.best = value if self.best is None else better(self.best, value)
+        with self._lock:  # callbacks of n_jobs threads
+            self.best = value if self.best is None else better(self.best, value)
 
     def _describe(self) -> str:
         return f"best {self.objective.name}={self.best:.4g}" if self.best is not None else "no result yet"

@@ -111,7 +111,7 @@ class TuningJob(SupervisedJob):
                 storage=storage,
                 load_if_exists=True,
                 directions=[m.direction for m in self.metrics],
-                sampler=self.searcher.sampler(multi_objective=len(self.metrics) > 1),
+                sampler=self.searcher.sampler(),
                 pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
             )
             directions = [d.name.lower() for d in study.directions]

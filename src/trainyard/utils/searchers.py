@@ -29,7 +29,7 @@ class Sampler(Component, abc.ABC):
     seed: int | None = Field(None, description="Base seed; unset draws a random one.")
 
     @abc.abstractmethod
-    def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
+    def build(self, seed: int | None) -> BaseSampler:
         """The Optuna sampler for one trial."""
 
 
@@ -40,7 +40,7 @@ class TpeSampler(Sampler):
     n_startup_trials: int = Field(10, ge=0, description="Random trials before the model takes over.")
     multivariate: bool = Field(False, description="Model parameters jointly instead of one by one.")
 
-    def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
+    def build(self, seed: int | None) -> BaseSampler:
         import optuna
 
         return optuna.samplers.TPESampler(
@@ -54,7 +54,7 @@ class CmaEsSampler(Sampler):
     KIND: Literal["cmaes"] = "cmaes"
     n_startup_trials: int = Field(1, ge=0, description="Random trials before CMA-ES starts.")
 
-    def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
+    def build(self, seed: int | None) -> BaseSampler:
         import optuna
 
         return optuna.samplers.CmaEsSampler(
@@ -79,7 +79,7 @@ class GpSampler(Sampler):
             )
         return self
 
-    def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
+    def build(self, seed: int | None) -> BaseSampler:
         import optuna
 
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials)
@@ -91,7 +91,7 @@ class NsgaIISampler(Sampler):
     KIND: Literal["nsga2"] = "nsga2"
     population_size: int = Field(50, ge=2, description="Individuals per generation.")
 
-    def build(self, seed: int | None, space: dict[str, Dimension], multi_objective: bool) -> BaseSampler:
+    def build(self, seed: int | None) -> BaseSampler:
         import optuna
 
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=self.population_size)
@@ -169,7 +169,7 @@ class Searcher(Component, abc.ABC):
         return self.n_trials
 
     @abc.abstractmethod
-    def sampler(self, multi_objective: bool) -> BaseSampler:
+    def sampler(self) -> BaseSampler:
         """The study's sampler."""
 
 
@@ -192,7 +192,7 @@ class GridSearcher(Searcher):
         size = grid_size(self.dimensions.values())
         return min(self.n_trials, size) if self.n_trials else size  # past the grid, points would repeat
 
-    def sampler(self, multi_objective: bool) -> BaseSampler:
+    def sampler(self) -> BaseSampler:
         import optuna
 
         from trainyard.utils.trial_seeding import TrialSeededSampler
@@ -207,7 +207,7 @@ class RandomSearcher(Searcher):
     KIND: Literal["random"] = "random"
     seed: int | None = Field(None, description="Base seed; unset draws a random one.")
 
-    def sampler(self, multi_objective: bool) -> BaseSampler:
+    def sampler(self) -> BaseSampler:
         import optuna
 
         from trainyard.utils.trial_seeding import TrialSeededSampler
@@ -221,13 +221,10 @@ class OptunaSearcher(Searcher):
     KIND: Literal["optuna"] = "optuna"
     sampler_: SamplerKind = Field(default_factory=TpeSampler, alias="sampler", description="The sampler.")
 
-    def sampler(self, multi_objective: bool) -> BaseSampler:
+    def sampler(self) -> BaseSampler:
         from trainyard.utils.trial_seeding import TrialSeededSampler
 
-        dimensions = self.dimensions
-        return TrialSeededSampler(
-            lambda seed: self.sampler_.build(seed, dimensions, multi_objective), self.sampler_.seed
-        )
+        return TrialSeededSampler(self.sampler_.build, self.sampler_.seed)
 
 
 SearcherKind = Annotated[GridSearcher | RandomSearcher | OptunaSearcher, Field(discriminator="KIND")]
