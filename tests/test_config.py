@@ -176,3 +176,14 @@ def test_metric_error_points_at_metrics(tmp_path: Path) -> None:
         "command-line overrides: job.metrics = ['r2', 'accuracy']: accuracy do not apply to a regressor (Ridge)"
         in message
     )
+
+
+def test_probability_metrics_need_an_estimator_that_gives_them(tmp_path: Path) -> None:
+    classification = str(CONFS / "classification.yaml")
+    message = error_of(
+        [classification], ["job.model.estimator=LinearSVC", "job.model.params={}", "job.model.scale=true"]
+    )
+    assert (
+        "roc_auc, log_loss need predicted probabilities, and LinearSVC with these params gives none"
+        in message
+    )

@@ -112,6 +112,10 @@ class SklearnModel(Model):
                 raise ValueError(str(error)) from None
         return params
 
+    def predicts_probabilities(self) -> bool:
+        """Whether the estimator, with these params, has ``predict_proba``."""
+        return hasattr(estimator_class(self.estimator)(**self.params), "predict_proba")
+
     def parameter_names(self) -> set[str]:
         """The estimator's parameters (empty when it takes any keyword, like LightGBM)."""
         return _parameter_names(estimator_class(self.estimator))

@@ -43,6 +43,12 @@ class SupervisedJob(Job):
         if wrong:
             task = "classifier" if model.is_classifier else "regressor"
             raise ValueError(f"{', '.join(wrong)} do not apply to a {task} ({model.estimator})")
+        needs_proba = [m.name for m in metrics if m.needs_proba]
+        if needs_proba and not model.predicts_probabilities():
+            raise ValueError(
+                f"{', '.join(needs_proba)} need predicted probabilities, and {model.estimator} with these "
+                "params gives none (e.g. SVC needs probability: true)"
+            )
         return metrics
 
     @model_validator(mode="after")
