@@ -14,12 +14,9 @@ Prints markdown tables and writes benchmarks/results/training.json. See docs/ben
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -29,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import describe  # benchmarks/ is on sys.path when a script here runs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -223,18 +222,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if fingerprint(source) != code_at_start:
         print(f"WARNING: {source} changed during the run: the results mix two versions", file=sys.stderr)
     return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("mlflow", "scikit-learn", "pandas", "trainyard")
-        },
+        **describe(load_at_start, ("mlflow", "scikit-learn", "pandas", "trainyard")),
         "settings": {
             "repeats": args.repeats,
             "data": str(data),

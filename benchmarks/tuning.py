@@ -23,11 +23,8 @@ See docs/benchmarks-tuning.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import pstats
 import re
 import sqlite3
@@ -42,6 +39,8 @@ from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from _machine import describe  # benchmarks/ is on sys.path when a script here runs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -422,17 +421,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
     scale_runs = interleave(scale, args.scale_repeats or args.repeats, "scale-out")
     results: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
-        },
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("trainyard", "optuna", "mlflow", "scikit-learn", "pandas")
-        },
+        **describe(load_at_start, ("trainyard", "optuna", "mlflow", "scikit-learn", "pandas")),
         "trainyard_commit": subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),

@@ -33,11 +33,9 @@ class TrialProgress:
     def __enter__(self) -> TrialProgress:
         from optuna.trial import TrialState
 
-        done = len(
-            self.study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            )
-        )
+        from trainyard.io.studies import finished_trials
+
+        done = len(finished_trials(self.study))
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             self._update_best(trial.values[self.index])
         if console.is_terminal:

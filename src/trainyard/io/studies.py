@@ -23,6 +23,7 @@ from trainyard.errors import ConfigurationError
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
 JOURNAL_FILE = "optuna-journal.log"
 WORKER_ATTR = "trainyard.worker"
@@ -109,6 +110,13 @@ def shared_parent_run(study: optuna.Study, exists: Callable[[str], bool]) -> str
             return str(parent)
         time.sleep(0.2)
     return None
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that will not change any more: complete, pruned or failed (they count toward the budget)."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
 def worker_token() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.io.logging import get_logger
-from trainyard.io.studies import WORKER_ATTR, token_alive, worker_token
+from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, worker_token
 
 if TYPE_CHECKING:
     import optuna
@@ -87,7 +87,6 @@ class TrialLogger:
 
     def reconcile(self, study: optuna.Study) -> int:
         """Write every finished trial that has no child run yet; return how many were written."""
-        from optuna.trial import TrialState
 
         logged = set()
         for run in self.client.search_runs(
@@ -97,9 +96,7 @@ class TrialLogger:
                 self.client.delete_run(run.info.run_id)  # half-written by a worker that died: rewrite it
                 continue
             logged.add(run.data.tags.get("trainyard.trial"))
-        finished = study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        )
+        finished = finished_trials(study)
         mine = worker_token()
         missing = [
             trial

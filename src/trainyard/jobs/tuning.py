@@ -314,11 +314,9 @@ def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:
 
 
 def _count_finished(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
+    from trainyard.io.studies import finished_trials
 
-    return len(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-    )
+    return len(finished_trials(study))
 
 
 def _run_exists(run_id: str, experiment_id: str, study: str) -> bool:
