@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from trainyard.component import Component
 from trainyard.core.estimators import check_estimator_name, estimator_class
+from trainyard.core.spaces import parse_space
 from trainyard.errors import ConfigurationError, TrainingJobError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from pydantic_core import InitErrorDetails
     from sklearn.pipeline import Pipeline
+
+    from trainyard.core.spaces import Dimension
 
 PREDICTION = "prediction"
 
@@ -91,25 +95,8 @@ class SklearnModel(Model):
     @classmethod
     def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         name = info.data.get("estimator")
-        if name is None:
-            return params
-        try:
-            klass = estimator_class(name)
-        except ConfigurationError as error:
-            raise ValueError(str(error)) from None
-        valid = _parameter_names(klass)
-        unknown = sorted(set(params) - valid) if valid else []  # same rule as unknown_params()
-        if unknown:
-            raise ValueError(
-                f"{name} has no parameter {', '.join(map(repr, unknown))}; "
-                f"valid parameters: {', '.join(sorted(valid))}"
-            )
-        estimator = klass(**params)
-        if hasattr(estimator, "_parameter_constraints"):
-            try:
-                estimator._validate_params()
-            except (TypeError, ValueError) as error:
-                raise ValueError(str(error)) from None
+        if name is not None:
+            check_params(name, params)
         return params
 
     def predicts_probabilities(self) -> bool:
@@ -124,6 +111,25 @@ class SklearnModel(Model):
         """Those of ``names`` the estimator does not take."""
         valid = self.parameter_names()
         return sorted(set(names) - valid) if valid else []
+
+    def check_space(self, space: Mapping[str, object], at: tuple[str, ...] = ()) -> None:
+        """Refuse a search space with values the estimator refuses: they would fail every trial's fit.
+
+        Every choice, and both bounds of every range, is checked as ``params`` are (merged over them,
+        as a trial's values are). Raises a pydantic ValidationError with one problem per refused
+        parameter, located at ``at + (parameter,)``: raised from a validator, pydantic nests it under
+        the model being validated, so the config error names the field (``job.searcher.space.x``).
+        """
+        problems: list[InitErrorDetails] = []
+        for name, dimension in parse_space(space).items():
+            problem = _space_problem(self.estimator, self.params, name, dimension)
+            if problem:
+                error = {"error": ValueError(problem)}
+                problems.append(
+                    {"type": "value_error", "loc": (*at, name), "input": space[name], "ctx": error}
+                )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
 
     def fit(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> SklearnModel:
         pipeline = self._build(inputs)
@@ -203,6 +209,60 @@ class SklearnModel(Model):
             return Pipeline([("estimator", estimator)])  # nothing to transform: about 3 ms a fit saved
         preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
         return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raise a ValueError (for pydantic) when estimator ``name`` has no such parameter or refuses a value
+    (scikit-learn's own ``_parameter_constraints``)."""
+    try:
+        klass = estimator_class(name)
+    except ConfigurationError as error:
+        raise ValueError(str(error)) from None
+    valid = _parameter_names(klass)
+    unknown = sorted(set(params) - valid) if valid else []  # same rule as unknown_params()
+    if unknown:
+        raise ValueError(
+            f"{name} has no parameter {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(sorted(valid))}"
+        )
+    estimator = klass(**params)
+    if hasattr(estimator, "_parameter_constraints"):
+        try:
+            estimator._validate_params()
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from None
+
+
+def _space_problem(estimator: str, params: Mapping[str, Any], name: str, dimension: Dimension) -> str | None:
+    """Why ``estimator`` refuses values of the searched parameter ``name`` (None when it takes them)."""
+
+    def refuses(value: object) -> str | None:
+        try:
+            check_params(estimator, {**params, name: value})
+        except ValueError as error:
+            return str(error)
+        return None
+
+    if dimension.kind == "categorical":
+        label = "value" if dimension.fixed else "choice"
+        candidates: list[tuple[str, object]] = [(label, value) for value in dimension.choices]
+        where = ""
+    else:  # scikit-learn's constraints are intervals: a range is taken when both its bounds are
+        candidates = [("low", dimension.low), ("high", dimension.high)]
+        candidates = candidates[: 1 if dimension.low == dimension.high else 2]
+        where = f" of {dimension.describe()}"
+    refused = [(label, value, reason) for label, value in candidates if (reason := refuses(value))]
+    if not refused:
+        return None
+    if dimension.kind == "categorical" and len(refused) > 1:
+        what = f"choices {', '.join(repr(value) for _, value, _ in refused)}"
+    else:
+        what = " and ".join(f"{label} {value!r}" for label, value, _ in refused)
+    hint = ""
+    whole = [int(value) for _, value in candidates if isinstance(value, float) and value.is_integer()]
+    if dimension.kind == "float" and len(whole) == len(candidates) and not any(map(refuses, whole)):
+        hint = " (the range gives floats: for ints, give int bounds, type: int, or int(...))"
+    return f"{estimator} refuses {what}{where}: {refused[0][2]}{hint}"
 
 
 def _parameter_names(klass: type) -> set[str]:

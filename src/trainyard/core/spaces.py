@@ -72,6 +72,17 @@ def _steps(low: int | float, high: int | float, step: int | float) -> int:
     return int((_exact(high) - _exact(low)) // _exact(step))
 
 
+def on_step(value: float, low: float, high: float, step: float) -> float:
+    """The point ``low + k * step`` of a stepped float range nearest ``value``, as ``grid_values`` gives it.
+
+    Optuna's samplers compute that point in binary floats (0.001 + 8 * 0.001 is 0.009000000000000001);
+    here it is the float nearest the exact decimal, 0.009, with as many decimals as ``low`` and ``step``.
+    """
+    k = round((Fraction(value) - _exact(low)) / _exact(step))
+    k = min(max(k, 0), _steps(low, high, step))
+    return float(_exact(low) + k * _exact(step))
+
+
 @dataclass(frozen=True)
 class Dimension:
     """One searched parameter: an int or float range (stepped or log-scaled) or categorical choices."""

@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
+
+from trainyard.core.spaces import on_step
 
 
 def trial_seed(base: int | None, number: int) -> int | None:
@@ -23,6 +25,9 @@ class TrialSeededSampler(BaseSampler):
     Optuna's samplers keep their history in the study storage, not in the sampler, so a fresh one
     per trial proposes from the same knowledge; only the random stream differs, and it differs
     between any two trials of the study, whichever worker or rerun runs them.
+
+    Values of stepped float ranges are put exactly on their step (0.009, not Optuna's
+    0.009000000000000001) before Optuna stores them.
     """
 
     def __init__(self, factory: Callable[[int | None], BaseSampler], seed: int | None) -> None:
@@ -46,12 +51,14 @@ class TrialSeededSampler(BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        return self._for(trial).sample_relative(study, trial, search_space)
+        values = self._for(trial).sample_relative(study, trial, search_space)
+        return {name: _on_step(search_space.get(name), value) for name, value in values.items()}
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+        value = self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+        return _on_step(param_distribution, value)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._for(trial).before_trial(study, trial)
@@ -65,3 +72,10 @@ class TrialSeededSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         """Seeds come from trial numbers: nothing to reseed (Optuna calls this for threads)."""
+
+
+def _on_step(distribution: BaseDistribution | None, value: Any) -> Any:
+    """A stepped float value exactly on its step; any other value as it is."""
+    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
+        return on_step(value, distribution.low, distribution.high, distribution.step)
+    return value
