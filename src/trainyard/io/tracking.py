@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from trainyard.component import Component
 
@@ -25,6 +25,8 @@ class MlflowService(Component):
     run_name: str | None = Field(None, description="Run name (default: MLflow picks one).")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags set on the run.")
     telemetry: bool = Field(False, description="Allow MLflow's usage telemetry (off unless turned on).")
+
+    _experiment_id: str | None = PrivateAttr(None)
 
     def start(self) -> None:
         """Point MLflow at the stores and select the experiment."""
@@ -47,6 +49,13 @@ class MlflowService(Component):
         if experiment is None:
             raise RuntimeError(f"experiment {self.experiment!r} could not be created")
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
+        self._experiment_id = experiment.experiment_id
+
+    def experiment_id(self) -> str:
+        """The id of the job's experiment (after ``start()``)."""
+        if self._experiment_id is None:
+            raise RuntimeError("the MLflow service is not started")
+        return self._experiment_id
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -12,9 +12,8 @@ from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, work
 
 if TYPE_CHECKING:
     import optuna
+    from mlflow import MlflowClient
     from optuna.trial import FrozenTrial
-
-    from trainyard.core.metrics import Metric
 
 WRITER_TAG = "trainyard.writer"
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -23,21 +22,15 @@ _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 class TrialLogger:
     """Writes trials as child runs of ``parent_id`` with the client API (no global run state)."""
 
-    def __init__(self, parent_id: str, study_name: str, metrics: list[Metric]) -> None:
+    def __init__(self, parent_id: str, study_name: str, metric_names: list[str], plots: bool) -> None:
         from mlflow import MlflowClient
 
         self.client = MlflowClient()
         self.parent_id = parent_id
         self.study_name = study_name
-        self.metrics = metrics
+        self.metric_names = metric_names
+        self.plots = plots
         self.experiment_id = self.client.get_run(parent_id).info.experiment_id
-
-    def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: record the trial that just finished."""
-        try:
-            self.write(trial)
-        except Exception as error:  # the study goes on; the next run's reconcile writes it
-            get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
 
     def write(self, trial: FrozenTrial) -> None:
         """One child run with the trial's params, per-fold and mean/std scores, fit time and state."""
@@ -85,8 +78,12 @@ class TrialLogger:
         )
         self.client.set_terminated(run_id, _STATUS.get(trial.state.name, "FAILED"), end_time=end)
 
-    def reconcile(self, study: optuna.Study) -> int:
-        """Write every finished trial that has no child run yet; return how many were written."""
+    def reconcile(self, study: optuna.Study, owner: str, written: set[int] | None = None) -> int:
+        """Write every finished trial that has no child run yet; return how many were written.
+
+        Trials of another live worker are left to it. ``owner`` is the worker token of the job these
+        trials count as its own; ``written`` collects the numbers of the trials that have a child run.
+        """
 
         logged = set()
         for run in self.client.search_runs(
@@ -97,55 +94,64 @@ class TrialLogger:
                 continue
             logged.add(run.data.tags.get("trainyard.trial"))
         finished = finished_trials(study)
-        mine = worker_token()
         missing = [
             trial
             for trial in finished
             if str(trial.number) not in logged
             # a live worker writes its own trials (it may be doing it right now)
             and (
-                trial.user_attrs.get(WORKER_ATTR) in (None, mine)
+                trial.user_attrs.get(WORKER_ATTR) in (None, owner)
                 or not token_alive(str(trial.user_attrs[WORKER_ATTR]))
             )
         ]
         for trial in missing:
             self.write(trial)
+        if written is not None:
+            written.update(int(number) for number in logged if number is not None and number.isdigit())
+            written.update(trial.number for trial in missing)
         return len(missing)
 
-    def log_results(self, study: optuna.Study, best: FrozenTrial, plots: bool) -> None:
+    def log_results(self, study: optuna.Study, best: FrozenTrial) -> None:
         """Best params and scores, the results table, and the plots, on the parent run."""
-        import mlflow
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import RunTag
 
+        now = _ms(best.datetime_complete)
         # Tags, not params: a resumed or shared study finds a better trial later, and params are immutable.
-        mlflow.set_tags({f"best.{key}": str(value)[:500] for key, value in best.params.items()})
-        mlflow.log_metrics(
-            {f"best_{m.name}": value for m, value in zip(self.metrics, best.values, strict=True)}
+        tags = [RunTag(f"best.{key}", str(value)[:500]) for key, value in best.params.items()]
+        tags.append(RunTag("trainyard.best_trial", str(best.number)))
+        metrics = [
+            MlflowMetric(f"best_{name}", float(value), now, 0)
+            for name, value in zip(self.metric_names, best.values, strict=True)
+        ]
+        metrics.append(MlflowMetric("best_trial", float(best.number), now, 0))
+        self.client.log_batch(self.parent_id, metrics=metrics, tags=tags)
+        self.client.log_dict(
+            self.parent_id,
+            {"trial": best.number, "params": best.params, "values": best.values},
+            "best_params.json",
         )
-        mlflow.log_metric("best_trial", best.number)
-        mlflow.log_dict(
-            {"trial": best.number, "params": best.params, "values": best.values}, "best_params.json"
-        )
-        mlflow.set_tag("trainyard.best_trial", str(best.number))
         with tempfile.TemporaryDirectory() as folder:
             table = Path(folder) / "trials.csv"
             study.trials_dataframe().to_csv(table, index=False)
-            mlflow.log_artifact(str(table))
-            if len(self.metrics) > 1:
+            self.client.log_artifact(self.parent_id, str(table))
+            if len(self.metric_names) > 1:
                 front = [
                     {"trial": t.number, "params": t.params, "values": t.values} for t in study.best_trials
                 ]
                 (Path(folder) / "pareto_front.json").write_text(json.dumps(front, indent=2))
-                mlflow.log_artifact(str(Path(folder) / "pareto_front.json"))
-        if plots:
-            _log_plots(study, [m.name for m in self.metrics])
+                self.client.log_artifact(self.parent_id, str(Path(folder) / "pareto_front.json"))
+        if self.plots:
+            _log_plots(self.client, self.parent_id, study, self.metric_names)
 
 
-def _log_plots(study: optuna.Study, names: list[str]) -> None:
+def _log_plots(client: MlflowClient, run_id: str, study: optuna.Study, names: list[str]) -> None:
     """Optimization history, parameter importances and parallel coordinates (first objective)."""
     import warnings
 
     import matplotlib
     from optuna.exceptions import ExperimentalWarning
+    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*computes the importances of params", category=UserWarning)
@@ -158,21 +164,23 @@ def _log_plots(study: optuna.Study, names: list[str]) -> None:
         "optimization_history.png": lambda: plots.plot_optimization_history(
             study, target=target, target_name=names[0]
         ),
+        # Mean decrease in impurity: the ranking of Optuna's default (fANOVA) here, in 0.05 s, not 0.5 s.
         "param_importances.png": lambda: plots.plot_param_importances(
-            study, target=target, target_name=names[0]
+            study,
+            evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=0),
+            target=target,
+            target_name=names[0],
         ),
         "parallel_coordinate.png": lambda: plots.plot_parallel_coordinate(
             study, target=target, target_name=names[0]
         ),
     }
-    import mlflow
-
     for name, make in makers.items():
         try:
             axes: Any = make()
             figure: Any = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.tight_layout()
-            mlflow.log_figure(figure, f"plots/{name}")
+            client.log_figure(run_id, figure, f"plots/{name}")
             plt.close(figure)
         except Exception as error:  # e.g. importances need two completed trials
             get_logger().warning("plot %s skipped: %s", name, error)

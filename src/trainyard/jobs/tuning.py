@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from trainyard.core.models import Model
+    from trainyard.io.mirror import TrialMirror
     from trainyard.utils.splitters import Fold
 
 STUDY_TAG = "trainyard.study"
@@ -74,6 +75,7 @@ class TuningJob(SupervisedJob):
                 f"searcher.space names {', '.join(map(repr, unknown))}, not parameters of {self.model.estimator}; "
                 f"valid: {', '.join(sorted(self.model.parameter_names()))}"
             )
+        self.model.check_space(self.searcher.space, at=("searcher", "space"))
         return self
 
     @property
@@ -96,70 +98,97 @@ class TuningJob(SupervisedJob):
         return f"{self.mlflow.experiment}-{digest}"
 
     def run(self) -> Locals:
-        import mlflow
         import optuna
 
-        from trainyard.io.studies import PARENT_ATTR, fail_trials_of_dead_workers, shared_parent_run
-        from trainyard.io.trials import TrialLogger
+        from trainyard.io.mirror import MirrorSpec, TrialMirror
+        from trainyard.io.studies import (
+            PARENT_ATTR,
+            fail_trials_of_dead_workers,
+            shared_parent_run,
+            worker_token,
+        )
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         name = self.study_name()
-        with self.step("open study") as step:
-            storage = self.study.open(self.mlflow.resolved_tracking_uri)
-            study = optuna.create_study(
-                study_name=name,
-                storage=storage,
-                load_if_exists=True,
-                directions=[m.direction for m in self.metrics],
-                sampler=self.searcher.sampler(),
-                pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
-            )
-            directions = [d.name.lower() for d in study.directions]
-            if directions != [m.direction for m in self.metrics]:
-                raise ConfigurationError(
-                    f"job.study: study {name!r} was made for {len(directions)} objective(s) ({', '.join(directions)}); "
-                    f"these metrics ({', '.join(m.name for m in self.metrics)}) need another study: "
-                    "set job.study.name, or leave it unset to name the study after what is searched"
+        with (
+            TrialMirror() as mirror
+        ):  # a process that writes a child run per trial (started first: it imports)
+            with self.step("open study") as step:
+                storage = self.study.open(self.mlflow.resolved_tracking_uri)
+                study = optuna.create_study(
+                    study_name=name,
+                    storage=storage,
+                    load_if_exists=True,
+                    directions=[m.direction for m in self.metrics],
+                    sampler=self.searcher.sampler(),
+                    pruner=self.searcher.pruner.build()
+                    if self.searcher.pruner
+                    else optuna.pruners.NopPruner(),
                 )
-            dead = fail_trials_of_dead_workers(storage, study)
-            finished = _count_finished(study)
-            step.note(
-                f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: {finished} finished"
+                self._check_directions(study)
+                dead = fail_trials_of_dead_workers(storage, study)
+                step.note(
+                    f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: "
+                    f"{_count_finished(study)} finished"
+                )
+                if dead:
+                    step.note(f"trials {dead} of dead workers marked failed")
+            experiment_id = self.mlflow.experiment_id()
+            parent_id = shared_parent_run(
+                study, exists=lambda run_id: _run_exists(run_id, experiment_id, name)
             )
-            if dead:
-                step.note(f"trials {dead} of dead workers marked failed")
-        experiment = mlflow.get_experiment_by_name(self.mlflow.experiment)  # made when MLflow started
-        experiment_id = experiment.experiment_id if experiment else ""
-        parent_id = shared_parent_run(study, exists=lambda run_id: _run_exists(run_id, experiment_id, name))
-        with self.tracked_run(run_id=parent_id, tags={STUDY_TAG: name}) as run:
-            if parent_id is None:
-                study.set_user_attr(PARENT_ATTR, run.info.run_id)
-            trials = TrialLogger(run.info.run_id, name, self.metrics)
-            with self.step("reconcile MLflow with the study") as step:
-                written = trials.reconcile(study)
-                step.note(f"{written} finished trials were missing in MLflow and are written now")
-            inputs, targets = self.read_data()
-            with self.step("make folds") as step:
-                folds = self.splitter.folds(inputs, targets)
-                step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
-            budget = self.searcher.budget()
-            with self.step("search", spinner=False) as step:
-                self._search(study, inputs, targets, folds, trials, budget)
-                step.note(f"{_count_finished(study)} trials finished in the study")
-            with self.step("log results") as step:
-                best = self._best_trial(study)
-                trials.log_results(study, best, self.plots)
-                step.note(f"best trial {best.number}: {_format(best.params)}")
-            scores = dict(zip([m.name for m in self.metrics], best.values, strict=True))
-            summary = {
-                "run": run.info.run_id,
-                "study": f"{name} ({_count_finished(study)} trials)",
-                "best": ", ".join(f"{k}={v:.4g}" for k, v in scores.items()),
-                "params": _format(best.params),
-                "look": self.mlflow.ui_command(),
-            }
-            self.report("Tuning finished", summary)
+            with self.tracked_run(run_id=parent_id, tags={STUDY_TAG: name}) as run:
+                if parent_id is None:
+                    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+                mirror.start(
+                    MirrorSpec(
+                        tracking_uri=self.mlflow.resolved_tracking_uri,
+                        storage=self.study.model_dump(),
+                        study_name=name,
+                        parent_id=run.info.run_id,
+                        metric_names=[m.name for m in self.metrics],
+                        owner=worker_token(),
+                        plots=self.plots,
+                    ),
+                    study,
+                )
+                inputs, targets = self.read_data()
+                with self.step("make folds") as step:
+                    folds = self.splitter.folds(inputs, targets)
+                    step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
+                budget = self.searcher.budget()
+                with self.step("search", spinner=False) as step:
+                    self._search(study, inputs, targets, folds, mirror, budget)
+                    step.note(f"{_count_finished(study)} trials finished in the study")
+                with self.step("log results") as step:
+                    best = self._best_trial(study)
+                    written = mirror.finish(best)
+                    step.note(f"{written.written} child runs written")
+                    if written.reconciled:
+                        step.note(
+                            f"{written.reconciled} finished trials were missing in MLflow and are written now"
+                        )
+                    step.note(f"best trial {best.number}: {_format(best.params)}")
+        scores = dict(zip([m.name for m in self.metrics], best.values, strict=True))
+        summary = {
+            "run": run.info.run_id,
+            "study": f"{name} ({_count_finished(study)} trials)",
+            "best": ", ".join(f"{k}={v:.4g}" for k, v in scores.items()),
+            "params": _format(best.params),
+            "look": self.mlflow.ui_command(),
+        }
+        self.report("Tuning finished", summary)
         return locals()
+
+    def _check_directions(self, study: optuna.Study) -> None:
+        directions = [d.name.lower() for d in study.directions]
+        if directions != [m.direction for m in self.metrics]:
+            raise ConfigurationError(
+                f"job.study: study {study.study_name!r} was made for {len(directions)} objective(s) "
+                f"({', '.join(directions)}); these metrics ({', '.join(m.name for m in self.metrics)}) "
+                "need another study: set job.study.name, or leave it unset to name the study after "
+                "what is searched"
+            )
 
     def _search(
         self,
@@ -167,7 +196,7 @@ class TuningJob(SupervisedJob):
         inputs: pd.DataFrame,
         targets: pd.DataFrame,
         folds: list[Fold],
-        trials: Any,
+        mirror: TrialMirror,
         budget: int | None,
     ) -> None:
         from optuna.study import MaxTrialsCallback
@@ -177,7 +206,7 @@ class TuningJob(SupervisedJob):
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
             return
-        callbacks: list[Any] = [trials.on_trial_end]
+        callbacks: list[Any] = [mirror.on_trial_end]
         if budget is not None:
             callbacks.append(MaxTrialsCallback(budget, states=None))
         with (

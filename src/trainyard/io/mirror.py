@@ -1,0 +1,272 @@
+"""A writer process that mirrors a study's trials into MLflow while the search runs.
+
+Writing a child run costs about 20 ms of Python (SQLAlchemy) per trial, and a thread would take that
+from the search through the GIL; a process runs it on another core instead. The job sends it the id of
+every trial it finishes (a few bytes through a pipe); the writer reads the trial from the study's
+storage, the durable record, and writes its child run. At the end it logs the study's results.
+
+The job never depends on it: if the writer stops, the job writes what is left itself, and a trial it
+never wrote is written by the next run's reconciliation. On Linux the writer dies with the job (a
+killed job must not leave a writer behind that races the next run's reconciliation).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from trainyard.io.logging import get_logger
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from trainyard.io.trials import TrialLogger
+
+
+WRITER_COMMAND = [sys.executable, "-m", "trainyard.io.mirror"]  # + the job's pid
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    """What the writer needs: where to write, which study to read, and whose trials are its own."""
+
+    tracking_uri: str
+    storage: dict[str, Any]  # StudyStorage settings
+    study_name: str
+    parent_id: str
+    metric_names: list[str]
+    owner: str  # worker token of the job process: the trials it runs are this writer's to write
+    plots: bool
+
+
+@dataclass
+class MirrorReport:
+    """What the writer did, sent back when it finishes."""
+
+    written: int = 0
+    reconciled: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class TrialMirror:
+    """The job's side: start the writer early (its imports overlap the job's), then feed it trial ids."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # n_jobs threads end trials concurrently
+        self._fallback: TrialLogger | None = None
+        self._spec: MirrorSpec | None = None
+        self._study: optuna.Study | None = None
+        self._written_here = 0  # trials the job wrote itself because the writer had stopped
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [*WRITER_COMMAND, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def start(self, spec: MirrorSpec, study: optuna.Study) -> None:
+        """Tell the writer what to mirror; it first writes the finished trials MLflow is missing."""
+        self._spec, self._study = spec, study
+        self._send(("start", spec))
+
+    def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback: hand the finished trial to the writer (or write it here if it stopped)."""
+        if self.process is not None and self._send(("trial", trial._trial_id)):
+            return
+        try:
+            self._logger().write(trial)
+            self._written_here += 1
+        except Exception as error:  # the study goes on; the next run's reconciliation writes it
+            get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
+
+    def finish(self, best: FrozenTrial | None) -> MirrorReport:
+        """Wait for every trial to be written, then for the results (with ``best``) on the parent run."""
+        report = self._exchange(("finish", None if best is None else best.number))
+        if report is None:  # the writer stopped: do its remaining work here
+            assert self._study is not None
+            report = MirrorReport(reconciled=self._logger().reconcile(self._study, self._owner()))
+            report.written = self._written_here
+            if best is not None:
+                self._logger().log_results(self._study, best)
+        for warning in report.warnings:
+            get_logger().warning("%s", warning)
+        if report.error is not None:
+            from trainyard.errors import TrainingJobError
+
+            raise TrainingJobError(f"logging the study's results to MLflow failed: {report.error}")
+        return report
+
+    def close(self) -> None:
+        """Stop the writer after it has written the trials it was given (the job failed or stopped)."""
+        if self.process is not None:
+            self._exchange(("close", None))
+
+    def __enter__(self) -> TrialMirror:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the pipe ----------------------------------------------------------------------------------
+
+    def _send(self, message: tuple[str, Any]) -> bool:
+        process = self.process
+        if process is None or process.stdin is None:
+            return False
+        with self._lock:
+            try:
+                pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                process.stdin.flush()
+                return True
+            except (BrokenPipeError, OSError, ValueError):
+                self._stopped()
+                return False
+
+    def _exchange(self, message: tuple[str, Any]) -> MirrorReport | None:
+        """Send a last message, read the report, and reap the process; None if it had stopped."""
+        process = self.process
+        report = None
+        if process is not None and self._send(message):
+            assert process.stdin is not None and process.stdout is not None
+            with self._lock:
+                process.stdin.close()
+            try:
+                report = pickle.load(process.stdout)
+            except Exception:  # it died before answering, or answered garbage: do its work here
+                report = None
+        if process is not None:
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+            if report is None and process.returncode != 0:
+                get_logger().warning(
+                    "the MLflow writer process stopped (exit code %s); writing the rest from the job",
+                    process.returncode,
+                )
+        self.process = None
+        return report if isinstance(report, MirrorReport) else None
+
+    def _stopped(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            code = process.poll()
+            get_logger().warning(
+                "the MLflow writer process stopped (exit code %s); writing the trials from the job", code
+            )
+
+    def _logger(self) -> TrialLogger:
+        from trainyard.io.trials import TrialLogger
+
+        if self._fallback is None:
+            assert self._spec is not None
+            spec = self._spec
+            self._fallback = TrialLogger(spec.parent_id, spec.study_name, spec.metric_names, spec.plots)
+        return self._fallback
+
+    def _owner(self) -> str:
+        assert self._spec is not None
+        return self._spec.owner
+
+
+# -- the writer process --------------------------------------------------------------------------
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the job process dies, even by SIGKILL; elsewhere, stop at the pipe's end."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(0)
+
+
+def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
+    """Read messages until ``finish`` or ``close``; an end of the pipe without one means the job died."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then closes the writer
+    import mlflow.entities  # noqa: F401  (the heavy imports, while the job does its own)
+    import optuna  # noqa: F401
+
+    report = MirrorReport()
+    writer: TrialLogger | None = None
+    study: optuna.Study | None = None
+    written: set[int] = set()
+    while True:
+        try:
+            kind, body = pickle.load(messages)
+        except EOFError:
+            return 1  # the job is gone: the next run reconciles what is missing
+        try:
+            if kind == "start":
+                writer, study = _open(body)
+                report.reconciled = writer.reconcile(study, body.owner, written)
+                if body.plots:
+                    _warm_plots()
+            elif kind == "trial" and writer is not None and study is not None:
+                if os.getppid() != parent:  # the job died: the next run's reconciliation writes the rest
+                    return 1
+                trial = study._storage.get_trial(body)
+                if trial.number not in written:
+                    writer.write(trial)
+                    written.add(trial.number)
+                    report.written += 1
+            elif kind in ("finish", "close"):
+                if kind == "finish" and writer is not None and study is not None and body is not None:
+                    best = next(t for t in study.get_trials(deepcopy=False) if t.number == body)
+                    writer.log_results(study, best)
+                pickle.dump(report, replies)
+                replies.flush()
+                return 0
+        except Exception as error:
+            if kind in ("finish", "start"):
+                report.error = f"{type(error).__name__}: {error}"
+                if kind == "finish":
+                    pickle.dump(report, replies)
+                    replies.flush()
+                    return 0
+                return 1  # could not start: the job writes everything itself
+            report.warnings.append(f"trial {body} not written to MLflow: {type(error).__name__}: {error}")
+
+
+def _open(spec: MirrorSpec) -> tuple[TrialLogger, optuna.Study]:
+    import mlflow
+    import optuna
+
+    from trainyard.io.studies import StudyStorage
+    from trainyard.io.tracking import quiet_mlflow
+    from trainyard.io.trials import TrialLogger
+
+    quiet_mlflow()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    mlflow.set_tracking_uri(spec.tracking_uri)
+    storage = StudyStorage.model_validate(spec.storage).open(spec.tracking_uri)
+    study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    writer = TrialLogger(spec.parent_id, spec.study_name, spec.metric_names, spec.plots)
+    return writer, study
+
+
+def _warm_plots() -> None:
+    """Import the plotting stack while the search runs, not after it (about half a second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+    import optuna.visualization.matplotlib  # noqa: F401
+    import sklearn.ensemble  # noqa: F401  (the importance evaluator's forest)
+
+
+if __name__ == "__main__":  # messages must unpickle as trainyard.io.mirror's classes, not __main__'s
+    from trainyard.io.mirror import serve as serve_from_module
+
+    code = serve_from_module(int(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)
+    sys.stdout.flush()
+    os._exit(code)  # everything is written and committed: skip the second-long teardown of the modules

@@ -1,0 +1,95 @@
+"""The MLflow writer process of the tuning job: the job never depends on it, and it never outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.test_tuning import SLOW, _spawn, runs_of, study_of, tuning
+from trainyard.cli import main
+from trainyard.io import mirror
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_for(predicate, seconds: float = 120) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _finished(workdir: Path) -> int:
+    journal = workdir / "optuna-journal.log"
+    if not journal.exists() or journal.stat().st_size == 0:
+        return 0
+    return len([t for t in study_of(workdir).trials if t.state.is_finished()])
+
+
+def test_every_trial_is_written_once_by_the_writer(workdir: Path, tracking_uri: str) -> None:
+    assert main(["run", tuning(workdir), "job.searcher.n_trials=8"]) == 0
+    parent, children = runs_of(tracking_uri)
+    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(8))
+    assert all(c.data.tags["trainyard.writer"] != parent.data.tags.get("trainyard.writer") for c in children)
+    assert parent.data.tags["trainyard.best_trial"].isdigit()
+
+
+def test_a_writer_that_cannot_start_leaves_the_work_to_the_job(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(mirror, "WRITER_COMMAND", [sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert main(["run", tuning(workdir), "job.searcher.n_trials=5", "job.plots=true"]) == 0
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED" and len(children) == 5
+    assert all(c.info.status == "FINISHED" for c in children)
+    plots = mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")
+    artifacts = {artifact.path for artifact in plots}
+    assert "plots/param_importances.png" in artifacts
+    assert "the MLflow writer process stopped (exit code 3)" in capsys.readouterr().err
+
+
+def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, tracking_uri: str) -> None:
+    job = _spawn(workdir, tuning(workdir), *SLOW, "job.searcher.n_trials=30")
+    _wait_for(lambda: _finished(workdir) >= 3)
+    (writer,) = _children_of(job.pid)
+    os.kill(writer, signal.SIGKILL)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output
+    assert "MLflow writer process stopped" in output
+    parent, children = runs_of(tracking_uri)
+    numbers = sorted(int(c.data.tags["trainyard.trial"]) for c in children)
+    assert numbers == list(range(30)), "each trial written once, by the writer or by the job"
+    assert parent.info.status == "FINISHED" and all(c.info.status == "FINISHED" for c in children)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_writer_dies_with_a_killed_job(workdir: Path) -> None:
+    job = _spawn(workdir, tuning(workdir), *SLOW, "job.searcher.n_trials=200")
+    _wait_for(lambda: _finished(workdir) >= 2)
+    (writer,) = _children_of(job.pid)
+    job.send_signal(signal.SIGKILL)
+    job.wait(timeout=30)
+    _wait_for(lambda: not Path(f"/proc/{writer}").exists() or "Z" in _state(writer), seconds=10)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
