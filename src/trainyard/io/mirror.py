@@ -55,6 +55,14 @@ class MirrorReport:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def count(self, trials: list[FrozenTrial], owner: str) -> None:
+        """Count trials written by a reconciliation: this job's own, or left missing by earlier runs."""
+        from trainyard.io.studies import WORKER_ATTR
+
+        own = sum(trial.user_attrs.get(WORKER_ATTR) == owner for trial in trials)
+        self.written += own
+        self.reconciled += len(trials) - own
+
 
 class TrialMirror:
     """The job's side: start the writer early (its imports overlap the job's), then feed it trial ids."""
@@ -91,8 +99,8 @@ class TrialMirror:
         report = self._exchange(("finish", None if best is None else best.number))
         if report is None:  # the writer stopped: do its remaining work here
             assert self._study is not None
-            report = MirrorReport(reconciled=self._logger().reconcile(self._study, self._owner()))
-            report.written = self._written_here
+            report = MirrorReport(written=self._written_here)
+            report.count(self._logger().reconcile(self._study, self._owner()), self._owner())
             if best is not None:
                 self._logger().log_results(self._study, best)
         for warning in report.warnings:
@@ -208,7 +216,7 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
         try:
             if kind == "start":
                 writer, study = _open(body)
-                report.reconciled = writer.reconcile(study, body.owner, written)
+                report.count(writer.reconcile(study, body.owner, written), body.owner)
                 if body.plots:
                     _warm_plots()
             elif kind == "trial" and writer is not None and study is not None:

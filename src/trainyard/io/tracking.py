@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,11 @@ def absolute_sqlite_uri(uri: str) -> str:
 
 
 def _create_sqlite_store_once(uri: str) -> None:
-    """Create a new SQLite store under a file lock: workers started together must not all migrate it."""
+    """Create a new SQLite store under a file lock: workers started together must not all migrate it.
+
+    MLflow builds a new store by running its schema migrations (about 1.3 s); the result is the same
+    for every store of one MLflow version, so it is built once per machine and copied (0.04 s).
+    """
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or Path(uri.removeprefix(prefix)).exists():
         return
@@ -100,7 +105,51 @@ def _create_sqlite_store_once(uri: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+        if not path.exists():
+            template = store_template()
+            if template is not None:
+                partial = path.with_name(f".{path.name}.{os.getpid()}")
+                shutil.copyfile(template, partial)
+                os.replace(partial, path)
+        MlflowClient(uri).search_experiments(max_results=1)  # migrates (no template) and adds Default
+
+
+def store_template() -> Path | None:
+    """An empty, migrated SQLite store for this MLflow version (made on first use); None if it cannot be."""
+    import fcntl
+
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainyard"
+    template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
+    if template.exists():
+        return template
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / f"{template.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not template.exists():
+                _build_template(template)
+    except Exception as error:  # a read-only home, an MLflow without this internal: migrate in place
+        from trainyard.io.logging import get_logger
+
+        get_logger().debug("no MLflow store template (%s): the store is migrated in place", error)
+        return None
+    return template
+
+
+def _build_template(template: Path) -> None:
+    """The tables after MLflow's migrations, without the Default experiment (its folder is per store)."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    partial = template.with_name(f".{template.name}.{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{partial}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    os.replace(partial, template)
 
 
 def quiet_mlflow() -> None:

@@ -78,8 +78,10 @@ class TrialLogger:
         )
         self.client.set_terminated(run_id, _STATUS.get(trial.state.name, "FAILED"), end_time=end)
 
-    def reconcile(self, study: optuna.Study, owner: str, written: set[int] | None = None) -> int:
-        """Write every finished trial that has no child run yet; return how many were written.
+    def reconcile(
+        self, study: optuna.Study, owner: str, written: set[int] | None = None
+    ) -> list[FrozenTrial]:
+        """Write every finished trial that has no child run yet; return those it wrote.
 
         Trials of another live worker are left to it. ``owner`` is the worker token of the job these
         trials count as its own; ``written`` collects the numbers of the trials that have a child run.
@@ -109,7 +111,7 @@ class TrialLogger:
         if written is not None:
             written.update(int(number) for number in logged if number is not None and number.isdigit())
             written.update(trial.number for trial in missing)
-        return len(missing)
+        return missing
 
     def log_results(self, study: optuna.Study, best: FrozenTrial) -> None:
         """Best params and scores, the results table, and the plots, on the parent run."""
