@@ -1,23 +1,39 @@
 """Benchmark: a Trainyard tuning job against the same Optuna study written by hand.
 
-    .venv/bin/python benchmarks/tuning.py [--trials 100] [--repeats 3] [--no-what-if] [--no-profile]
+    .venv/bin/python benchmarks/tuning.py [--trials 100] [--repeats 3] [--trials-long N] [--no-what-if]
+        [--no-profile]
 
-Overhead (run interleaved: A, B, B variants, A, B, ...; each a fresh process in a fresh temporary
-folder that holds the first 5,000 rows of ../shared/data/bikes/hour.csv as bikes-5000.csv):
+Overhead (run interleaved: A, B, the other B contenders, A, B, ...; each a fresh process in a fresh
+temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.csv as bikes-5000.csv):
   A  plain       Optuna + scikit-learn, in memory: TPESampler(seed=55), cross_val_score of a
                  DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
-  B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a child
-                 MLflow run per trial in a new SQLite store, plots
-  what-ifs       B with one piece turned off (plots; child runs; the per-trial sampler wrapper; the
-                 journal), then all four off, to measure what each piece costs; and B with its child
-                 runs written by a background thread (a candidate fix)
+  B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a new
+                 SQLite MLflow store (copied from the store template), a child MLflow run per trial
+                 written by the writer process (trainyard.io.mirror), which also logs the results and
+                 plots at the end while the job waits
+  B on an existing store: the store and experiment 'bikes-tuning' made beforehand (untimed), as any
+                 run after the first one on a store finds them
+  B, first store on this machine: XDG_CACHE_HOME is a new empty folder for that run, so the store
+                 template is built during the run (MLflow's migrations), as on a machine's first run
+  what-ifs       B with one piece changed, to price it: plots off; child runs written in the job
+                 process (the writer command exits at once and the job falls back to writing them);
+                 one TPESampler instead of the per-trial seeded wrapper; the in-memory study instead of
+                 the journal (child runs in the job process too: the writer cannot read an in-memory
+                 study); then all of these at once
+  --trials-long N: A and B again with N trials (interleaved, same repeats), for the overhead of a
+                 longer study per trial
+Every process runs with XDG_CACHE_HOME=benchmarks/results/cache (its store templates are removed at the
+start: the warm-up builds the template from the code under test) and MPLCONFIGDIR=
+benchmarks/results/cache/matplotlib (the first-store runs' empty cache leaves matplotlib's font cache
+alone); ~/.cache is not touched.
 Scale-out (benchmarks/tuning-forest.yaml: the same 100 seeded random-search trials of a 50-tree random
 forest in every variant): one process; two processes on the same study started together; one
 process with n_jobs=2 threads. Each starts with the MLflow store and experiment in place (made untimed),
 as a shared store has them after its first run: two workers that create them together collide, which
 is checked separately.
-Then one profiled Trainyard run (cProfile). Prints markdown tables, writes benchmarks/results/tuning.json.
-See docs/benchmarks-tuning.md.
+Then one profiled Trainyard run: cProfile of the job process, and of its writer process (its own
+profile: the child runs, results and plots are written there). Prints markdown tables, writes
+benchmarks/results/tuning.json. See docs/benchmarks-tuning.md.
 """
 
 from __future__ import annotations
@@ -34,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from functools import partial
 from pathlib import Path
@@ -53,6 +69,8 @@ JOURNAL = "optuna-journal.log"
 STEP_LINE = re.compile(r"✓ (.+?) \((\d+(?:\.\d+)?) s\)")
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 GOALS = {"overhead": 1.10, "scale-out": 1.7}
+A, B = "A plain optuna + sklearn", "B trainyard"  # the overhead contenders the ratios compare
+B_EXISTING, B_FIRST = "B on an existing store", "B, first store on this machine (no template yet)"
 
 PLAIN = '''\
 """A plain Optuna + scikit-learn study (written by benchmarks/tuning.py): python plain.py DATA TRIALS."""
@@ -96,39 +114,59 @@ print(json.dumps({"import_s": imported - start, "read_s": ready - imported, "opt
                   "trials": trials}))
 '''
 
-# What-if launchers: `trainyard run` with one piece of the tuning job patched out, in the same process.
+# What-if launchers: `trainyard run` with one piece of the tuning job patched, in the same process.
 RUN = "import sys\nfrom trainyard.cli import main\nsys.exit(main(sys.argv[1:]))"
-PATCHES = {
-    "no child run per trial": "import trainyard.io.trials as t\n"
-    "t.TrialLogger.on_trial_end = lambda self, study, trial: None",
-    "one TPESampler (no per-trial wrapper)": "import trainyard.utils.searchers as s\n"
-    "s.OptunaSearcher.sampler = lambda self, multi_objective: "
-    "self.sampler_.build(self.sampler_.seed, self.dimensions, multi_objective)",
-    "in-memory study (no journal)": "import optuna, trainyard.io.studies as s\n"
-    "s.StudyStorage.open = lambda self, uri: optuna.storages.InMemoryStorage()",
-}
-# A candidate fix rather than a removal: child runs written by one background thread, drained before
-# the results are logged (the study stays the record; reconcile() covers a crash in between).
-BACKGROUND_WRITER = """\
-import concurrent.futures
-import trainyard.io.trials as t
-writer = concurrent.futures.ThreadPoolExecutor(1)
-write, log_results = t.TrialLogger.on_trial_end, t.TrialLogger.log_results
-t.TrialLogger.on_trial_end = lambda self, study, trial: writer.submit(write, self, study, trial)
-def drained(self, *args):
-    writer.shutdown(wait=True)
-    log_results(self, *args)
-t.TrialLogger.log_results = drained
-"""
-# Untimed, in the folder before a run: the MLflow store, and also the experiment (the scale-out runs).
-EMPTY_STORE = "import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').search_experiments()"
-STORE_AND_EXPERIMENT = (
-    "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); mlflow.set_experiment('forest-tuning')"
+# The writer process exits at once: the job notices it stopped and writes the child runs itself.
+IN_THE_JOB = "import sys, trainyard.io.mirror as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
+ONE_SAMPLER = (
+    "import trainyard.utils.searchers as s\n"
+    "s.OptunaSearcher.sampler = lambda self: self.sampler_.build(self.sampler_.seed)"
 )
+IN_MEMORY = (
+    "import optuna, trainyard.io.studies as s\n"
+    "s.StudyStorage.open = lambda self, uri: optuna.storages.InMemoryStorage()"
+)
+PATCHES = {
+    "child runs written in the job process (no writer process)": IN_THE_JOB,
+    "one TPESampler (no per-trial wrapper)": ONE_SAMPLER,
+    # The writer reads the trials from the study's storage: an in-memory study is the job's alone.
+    "in-memory study (no journal; child runs in the job process)": f"{IN_MEMORY}\n{IN_THE_JOB}",
+}
+ALL_AT_ONCE = "plots off, one TPESampler, in-memory study, child runs in the job process"
+ALL_PATCHES = "\n".join((IN_THE_JOB, ONE_SAMPLER, IN_MEMORY))
+BIKES_EXPERIMENT, FOREST_EXPERIMENT = "bikes-tuning", "forest-tuning"  # job.mlflow.experiment of each
+
+
+def store_and_experiment(experiment: str) -> str:
+    """Untimed, in the folder before a run: the MLflow store and the job's experiment."""
+    return f"import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); mlflow.set_experiment({experiment!r})"
+
+
+# Untimed, in the folder before the race checks: a store without the experiment.
+EMPTY_STORE = "import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').search_experiments()"
 RACES = {"no MLflow store yet": "", "a store without the experiment": EMPTY_STORE}
-# Functions whose cumulative time the profile reports: label -> (path fragment, function names).
+CACHE = RESULTS / "cache"  # XDG_CACHE_HOME of every measured process: the MLflow store template is here
+TEMPLATES = "trainyard/mlflow-*-empty-store.db"  # under XDG_CACHE_HOME (trainyard.io.tracking.store_template)
+# The writer process under cProfile (argv: the profile file, the job's pid), in the profiled run only.
+PROFILED_WRITER = """\
+import cProfile, os, sys
+profiler = cProfile.Profile()
+profiler.enable()
+try:
+    from trainyard.io.mirror import serve
+    code = serve(int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+finally:
+    profiler.disable()
+    sys.stdout.flush()
+    profiler.dump_stats(sys.argv[1])
+os._exit(code)
+"""
+# Functions whose cumulative time the profiles report: label -> (path fragment, function names).
 PROFILED = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
+    "MLflow store: new store (template copy, first connection)": ("trainyard/io/tracking.py", ("_create_sqlite_store_once",)),
+    "MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
+    "writer process: start (Popen)": ("trainyard/io/mirror.py", ("__init__",)),
     "Study.optimize (the search step)": ("optuna/study/study.py", ("optimize",)),
     "objective: cross-validation": ("trainyard/jobs/tuning.py", ("__call__",)),
     "  pipeline fit (3 folds)": ("trainyard/core/models.py", ("fit",)),
@@ -138,14 +176,24 @@ PROFILED = {
     "sampler: fresh TPESampler per trial": ("trainyard/utils/trial_seeding.py", ("_for",)),
     "sampler: TPE sampling": ("optuna/samplers/_tpe/sampler.py", ("sample_independent", "sample_relative")),
     "storage: journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
-    "storage: journal appends": ("optuna/storages/journal/_file.py", ("append_logs",)),
-    "callback: child MLflow run per trial": ("trainyard/io/trials.py", ("on_trial_end",)),
+    "storage: journal appends": ("journal", ("append_logs",)),  # Optuna's file backend, or Trainyard's
+    "callback: trial id to the writer process (pipe)": ("trainyard/io/mirror.py", ("on_trial_end",)),
+    "  fallback: child runs written in the job (0 unless the writer stopped)": ("trainyard/io/trials.py", ("write",)),
     "callback: progress log line": ("trainyard/io/progress.py", ("on_trial_end",)),
-    "callback: MaxTrialsCallback": ("optuna/study/_callbacks.py", ("__call__",)),
+    "callback: MaxTrialsCallback": ("optuna/_callbacks.py", ("__call__",)),
+    "log results: the job waits for the writer (TrialMirror.finish)": ("trainyard/io/mirror.py", ("finish",)),
+    "log lineage (mlflow.log_input)": ("mlflow/tracking/fluent.py", ("log_input",)),
+}  # fmt: skip
+PROFILED_IN_WRITER = {
+    "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
+    "open the study and MLflow": ("trainyard/io/mirror.py", ("_open",)),
+    "reconcile at start (search_runs, missing trials)": ("trainyard/io/trials.py", ("reconcile",)),
+    "plotting imports during the search": ("trainyard/io/mirror.py", ("_warm_plots",)),
+    "journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
+    "child MLflow runs (TrialLogger.write)": ("trainyard/io/trials.py", ("write",)),
     "log results (table, best, plots)": ("trainyard/io/trials.py", ("log_results",)),
     "  plots": ("trainyard/io/trials.py", ("_log_plots",)),
-    "log lineage (mlflow.log_input)": ("mlflow/tracking/fluent.py", ("log_input",)),
-    "MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
+    "    param importances (mean decrease in impurity)": ("optuna/importance/_mean_decrease_impurity.py", ("evaluate",)),
 }  # fmt: skip
 
 
@@ -154,7 +202,8 @@ class Failed(Exception):
 
 
 def environment(threads: int) -> dict[str, str]:
-    """No telemetry, no network but 127.0.0.1, fixed threads, a .pyc cache, wide log lines."""
+    """No telemetry, no network but 127.0.0.1, fixed threads, a .pyc cache, wide log lines, and the
+    benchmark's own cache folder (the MLflow store template, matplotlib's font cache)."""
     env = dict(os.environ)
     env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", COLUMNS="200")
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
@@ -163,7 +212,14 @@ def environment(threads: int) -> dict[str, str]:
     env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPYCACHEPREFIX"] = str(RESULTS / "pycache")  # as an installed package has its .pyc
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["XDG_CACHE_HOME"] = str(CACHE)  # a run may override it (first_store_run); ~/.cache stays untouched
+    env["MPLCONFIGDIR"] = str(CACHE / "matplotlib")  # matplotlib's font cache, whatever XDG_CACHE_HOME is
     return env
+
+
+def templates(cache: Path) -> list[str]:
+    """The MLflow store templates under an XDG_CACHE_HOME."""
+    return sorted(path.name for path in cache.glob(TEMPLATES))
 
 
 def busy() -> bool:
@@ -322,6 +378,15 @@ def run_trainyard(
     }
 
 
+def first_store_run(data_lines: list[str], env: dict[str, str], args: list[str]) -> dict[str, Any]:
+    """B with an XDG_CACHE_HOME of its own, new and empty: the store template is built during the run."""
+    with tempfile.TemporaryDirectory(prefix="trainyard-tuning-bench-cache-") as cache:
+        record = run_trainyard(data_lines, {**env, "XDG_CACHE_HOME": cache}, BIKES, args)
+        record["template_built"] = bool(templates(Path(cache)))
+        record["cache_entries"] = sorted(path.name for path in Path(cache).iterdir())
+    return record
+
+
 def race(data_lines: list[str], env: dict[str, str], prepare: str) -> str:
     """Two workers started together on a new study, after ``prepare``: what happens."""
     try:
@@ -370,49 +435,87 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def profile(data_lines: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """One `trainyard run` of the bikes study under cProfile: cumulative seconds of chosen functions."""
-    output = RESULTS / "tuning-trainyard.prof"
-    with fresh_folder(data_lines) as name:
-        command = [str(BIN / "python"), "-m", "cProfile", "-o", str(output), str(BIN / "trainyard")]
-        done = launch([[*command, "run", str(BIKES)]], Path(name), env)
+def cumulative(output: Path, chosen: Mapping[str, tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+    """A cProfile file's total and the cumulative seconds and calls of the chosen functions."""
     stats: dict[Any, Any] = pstats.Stats(str(output)).stats  # type: ignore[attr-defined]
-    total = max(entry[3] for entry in stats.values())
     found = {}
-    for label, (fragment, names) in PROFILED.items():
+    for label, (fragment, names) in chosen.items():
         entries = [v for (path, _, func), v in stats.items() if fragment in path and func in names]
         found[label] = {"seconds": sum(v[3] for v in entries), "calls": sum(v[1] for v in entries)}
-    return {"file": str(output), "wall_s": done["wall_s"], "profiled_total_s": total, "functions": found}
+    return {
+        "file": str(output),
+        "profiled_total_s": max(entry[3] for entry in stats.values()),
+        "functions": found,
+    }
+
+
+def profile(data_lines: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """One `trainyard run` of the bikes study under cProfile, its writer process under another:
+    cumulative seconds of chosen functions in each."""
+    output, writer_output = RESULTS / "tuning-trainyard.prof", RESULTS / "tuning-writer.prof"
+    writer_output.unlink(missing_ok=True)
+    launcher = (  # the job as `trainyard run`, with the writer command wrapped in cProfile
+        "import sys\nimport trainyard.io.mirror as m\n"
+        f"m.WRITER_COMMAND = [sys.executable, '-c', {PROFILED_WRITER!r}, {str(writer_output)!r}]\n{RUN}\n"
+    )
+    with fresh_folder(data_lines) as name:
+        Path(name, "profiled.py").write_text(launcher)
+        command = [str(BIN / "python"), "-m", "cProfile", "-o", str(output), "profiled.py"]
+        done = launch([[*command, "run", str(BIKES)]], Path(name), env)
+        runs = mlflow_runs(Path(name))
+    found = {"wall_s": done["wall_s"], "mlflow": runs, **cumulative(output, PROFILED)}
+    found["writer"] = cumulative(writer_output, PROFILED_IN_WRITER) if writer_output.is_file() else None
+    return found
+
+
+def per_trial_ms(b: dict[str, Any], a: dict[str, Any], trials: int) -> float:
+    """Milliseconds per trial that B's search step takes more than A's optimize()."""
+    return 1000 * (b["search_s"]["median"] - a["search_s"]["median"]) / trials
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     with DATA.open() as source:
         data_lines = [line for _, line in zip(range(ROWS + 1), source, strict=False)]
     env = environment(args.threads)
+    for stale in CACHE.glob(TEMPLATES):  # built again by the warm-up, from the code under test
+        stale.unlink()
     n_trials = [f"job.searcher.n_trials={args.trials}"]
     load_at_start = os.getloadavg()
-    print("warm-up: one untimed 5-trial run of each side (fills the .pyc and file caches)", flush=True)
+    print(
+        "warm-up: one untimed 5-trial run of each side (fills the .pyc, file and font caches, builds the "
+        "MLflow store template)",
+        flush=True,
+    )
     run_plain(data_lines, 5, env)
     run_trainyard(data_lines, env, BIKES, ["job.searcher.n_trials=5"])
+    template = templates(CACHE)
+    if not template:
+        print(f"  (no MLflow store template in {CACHE}: every B run migrates its new store)", flush=True)
+    bikes = partial(run_trainyard, data_lines, env, BIKES)
     overhead: dict[str, Callable[[], dict[str, Any]]] = {
-        "A plain optuna + sklearn": lambda: run_plain(data_lines, args.trials, env),
-        "B trainyard": lambda: run_trainyard(data_lines, env, BIKES, n_trials),
+        A: partial(run_plain, data_lines, args.trials, env),
+        B: partial(bikes, n_trials),
+        B_EXISTING: partial(bikes, n_trials, prepare=store_and_experiment(BIKES_EXPERIMENT)),
+        B_FIRST: partial(first_store_run, data_lines, env, n_trials),
     }
     if args.what_if:
-        overhead["B, plots off"] = lambda: run_trainyard(
-            data_lines, env, BIKES, [*n_trials, "job.plots=false"]
-        )
+        overhead["B, plots off"] = partial(bikes, [*n_trials, "job.plots=false"])
         for label, patch in PATCHES.items():
-            overhead[f"B, {label}"] = partial(run_trainyard, data_lines, env, BIKES, n_trials, patch=patch)
-        everything = "\n".join(PATCHES.values())
-        overhead["B, all four off"] = partial(
-            run_trainyard, data_lines, env, BIKES, [*n_trials, "job.plots=false"], patch=everything
-        )
-        overhead["B, child runs by a background thread"] = partial(
-            run_trainyard, data_lines, env, BIKES, n_trials, patch=BACKGROUND_WRITER
+            overhead[f"B, {label}"] = partial(bikes, n_trials, patch=patch)
+        overhead[f"B, all at once: {ALL_AT_ONCE}"] = partial(
+            bikes, [*n_trials, "job.plots=false"], patch=ALL_PATCHES
         )
     overhead_runs = interleave(overhead, args.repeats, "overhead")
-    forest = partial(run_trainyard, data_lines, env, FOREST, prepare=STORE_AND_EXPERIMENT)
+    long_runs: dict[str, list[dict[str, Any]]] = {}
+    if args.trials_long:
+        long_trials = [f"job.searcher.n_trials={args.trials_long}"]
+        long: dict[str, Callable[[], dict[str, Any]]] = {
+            f"{A}, {args.trials_long} trials": partial(run_plain, data_lines, args.trials_long, env),
+            f"{B}, {args.trials_long} trials": partial(bikes, long_trials),
+        }
+        long_runs = interleave(long, args.repeats, "long study")
+    experiment = store_and_experiment(FOREST_EXPERIMENT)
+    forest = partial(run_trainyard, data_lines, env, FOREST, prepare=experiment)
     trials = f"job.searcher.n_trials={args.scale_trials}"
     scale: dict[str, Callable[[], dict[str, Any]]] = {
         "1 process": partial(forest, [trials]),
@@ -431,20 +534,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "trials": args.trials,
             "repeats": args.repeats,
+            "trials_long": args.trials_long,
             "scale_trials": args.scale_trials,
             "omp_num_threads": args.threads,
+            "xdg_cache_home": str(CACHE),
         },
+        "store_template": template,
         "overhead": {name: medians(runs) for name, runs in overhead_runs.items()},
+        "long": {name: medians(runs) for name, runs in long_runs.items()},
         "scale_out": {name: medians(runs) for name, runs in scale_runs.items()},
     }
-    a, b = (results["overhead"][name] for name in ("A plain optuna + sklearn", "B trainyard"))
+    a, b, existing = (results["overhead"][name] for name in (A, B, B_EXISTING))
     one, two, threads = (results["scale_out"][name] for name in scale)
     results["ratios"] = {
         "B / A, whole process": b["wall_s"]["median"] / a["wall_s"]["median"],
+        "B on an existing store / A, whole process": existing["wall_s"]["median"] / a["wall_s"]["median"],
         "B search step / A optimize()": b["search_s"]["median"] / a["search_s"]["median"],
-        "B - A per trial, search (ms)": 1000
-        * (b["search_s"]["median"] - a["search_s"]["median"])
-        / args.trials,
+        "B - A per trial, search (ms)": per_trial_ms(b, a, args.trials),
+    }
+    if long_runs:
+        n = args.trials_long
+        long_a, long_b = (results["long"][name] for name in long_runs)
+        results["ratios"] |= {
+            f"B / A, whole process, {n} trials": long_b["wall_s"]["median"] / long_a["wall_s"]["median"],
+            f"B search step / A optimize(), {n} trials": long_b["search_s"]["median"]
+            / long_a["search_s"]["median"],
+            f"B - A per trial, search (ms), {n} trials": per_trial_ms(long_b, long_a, n),
+        }
+    results["ratios"] |= {
         "1 process / 2 processes, whole process": one["wall_s"]["median"] / two["wall_s"]["median"],
         "1 process / 2 processes, search step": one["search_s"]["median"] / two["search_s"]["median"],
         "1 process / n_jobs=2, whole process": one["wall_s"]["median"] / threads["wall_s"]["median"],
@@ -472,23 +589,27 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     """The results as markdown tables."""
     settings = results["settings"]
+    header = [
+        "| contender | wall (s) | min, max (s) | start-up / imports (s) | search / optimize() (s) "
+        "| in trials (s) | finished | dup. params | best rmse | MLflow child runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     lines = [
         f"{results['date']}, {results['machine']['cores']} cores, {settings['trials']} trials, "
         f"median of {settings['repeats']}, trainyard {results['trainyard_commit'][:7]}"
         + (" + uncommitted src changes" if results["uncommitted_changes_in_src"] else ""),
         "",
-        "| contender | wall (s) | min, max (s) | start-up / imports (s) | search / optimize() (s) "
-        "| in trials (s) | finished | dup. params | best rmse | MLflow child runs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *header,
     ]
-    for table in ("overhead", "scale_out"):
-        if table == "scale_out":
-            lines += [
-                "",
-                f"Scale-out: {settings['scale_trials']} random-search trials of a 50-tree random forest",
-                "",
-            ]
-            lines += lines[2:4]
+    titles = {
+        "long": f"Longer study: {settings.get('trials_long')} trials, median of {settings['repeats']}",
+        "scale_out": f"Scale-out: {settings['scale_trials']} random-search trials of a 50-tree random forest",
+    }
+    for table in ("overhead", "long", "scale_out"):
+        if not results.get(table):
+            continue
+        if table in titles:
+            lines += ["", titles[table], "", *header]
         for name, row in results[table].items():
             last = row["runs"][-1]
             trials, runs = last.get("trials"), last.get("mlflow")
@@ -504,10 +625,37 @@ def report(results: dict[str, Any]) -> str:
                 f"{runs['child_runs']} ({runs['parent_runs']} parent)" if runs else "—",
             ]
             lines.append(f"| {name} | {' | '.join(cells)} |")
-    steps = results["overhead"]["B trainyard"]["runs"]
-    lines += ["", "| Trainyard step (bikes, median s) | seconds |", "|---|---:|"]
-    for title in steps[0]["steps"]:
-        lines.append(f"| {title} | {statistics.median(r['steps'][title] for r in steps):.2f} |")
+    first = results["overhead"].get(B_FIRST)
+    lines += [
+        "",
+        f"Store template (XDG_CACHE_HOME {settings.get('xdg_cache_home')}): "
+        + (", ".join(results.get("store_template") or []) or "**none was built**"),
+    ]
+    if first:
+        built = sum(bool(run.get("template_built")) for run in first["runs"])
+        entries = sorted({entry for run in first["runs"] for entry in run.get("cache_entries", [])})
+        lines[-1] += (
+            f"; the first-store runs built one in their own empty cache {built} of {len(first['runs'])} "
+            f"times (it then held: {', '.join(entries) or 'nothing'})"
+        )
+    columns = {"B": B, "existing store": B_EXISTING, "first store": B_FIRST}
+    stepped = {
+        label: results["overhead"][name]["runs"]
+        for label, name in columns.items()
+        if name in results["overhead"]
+    }
+    titles_of_steps = list(dict.fromkeys(title for runs in stepped.values() for title in runs[0]["steps"]))
+    lines += [
+        "",
+        f"| Trainyard step (bikes, median s) | {' | '.join(stepped)} |",
+        f"|---|{'---:|' * len(stepped)}",
+    ]
+    for title in titles_of_steps:
+        cells = [
+            f"{statistics.median(r['steps'][title] for r in runs):.2f}" if title in runs[0]["steps"] else "—"
+            for runs in stepped.values()
+        ]
+        lines.append(f"| {title} | {' | '.join(cells)} |")
     lines += ["", "| ratio of medians | measured | goal | met |", "|---|---:|---:|---|"]
     for name, value in results["ratios"].items():
         goal = results["goals"].get(name)
@@ -518,13 +666,27 @@ def report(results: dict[str, Any]) -> str:
         lines += [f"- {situation}: {'; '.join(outcomes)}"]
     if "profile" in results:
         found = results["profile"]
+        runs = found.get("mlflow")
         lines += [
             "",
-            f"| cProfile, one run (wall {found['wall_s']:.1f} s under the profiler) | cumulative s | calls |",
+            f"| cProfile, one run (wall {found['wall_s']:.1f} s under the profiler), job process "
+            f"(profiled {found['profiled_total_s']:.1f} s) | cumulative s | calls |",
             "|---|---:|---:|",
         ]
         for label, entry in found["functions"].items():
             lines.append(f"| {label} | {entry['seconds']:.2f} | {entry['calls']} |")
+        writer = found.get("writer")
+        if writer is None:
+            lines.append("| **writer process: no profile written** (it did not finish normally) | — | — |")
+        else:
+            lines.append(f"| **writer process** (its own profile, {writer['profiled_total_s']:.1f} s) | | |")
+            for label, entry in writer["functions"].items():
+                lines.append(f"| {label} | {entry['seconds']:.2f} | {entry['calls']} |")
+        if runs:
+            lines += [
+                "",
+                f"The profiled run wrote {runs['child_runs']} child runs ({runs['parent_runs']} parent).",
+            ]
     return "\n".join(lines)
 
 
@@ -532,6 +694,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100, help="trials of the overhead study (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each contender (default 3)")
+    parser.add_argument(
+        "--trials-long",
+        type=int,
+        default=0,
+        help="also run A and B with this many trials (interleaved, --repeats rounds; default 0: off)",
+    )
     parser.add_argument("--scale-trials", type=int, default=100, help="trials of the scale-out study")
     parser.add_argument("--scale-repeats", type=int, default=0, help="scale-out rounds (default: --repeats)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process (default 1)")
