@@ -42,11 +42,16 @@ def _finished(workdir: Path) -> int:
     return len([t for t in study_of(workdir).trials if t.state.is_finished()])
 
 
-def test_every_trial_is_written_once_by_the_writer(workdir: Path, tracking_uri: str) -> None:
-    assert main(["run", tuning(workdir), "job.searcher.n_trials=8"]) == 0
+def _writer_pid(run: mlflow.entities.Run) -> int:
+    return int(run.data.tags["trainyard.writer"].split(":")[1])
+
+
+def test_a_short_study_is_written_by_the_job_itself(workdir: Path, tracking_uri: str) -> None:
+    """The search ends before the writer has started: the job, MLflow loaded already, writes it all."""
+    assert main(["run", tuning(workdir), "job.searcher.n_trials=3"]) == 0
     parent, children = runs_of(tracking_uri)
-    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(8))
-    assert all(c.data.tags["trainyard.writer"] != parent.data.tags.get("trainyard.writer") for c in children)
+    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(3))
+    assert {_writer_pid(c) for c in children} == {os.getpid()}
     assert parent.data.tags["trainyard.best_trial"].isdigit()
 
 
@@ -68,6 +73,7 @@ def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, trac
     job = _spawn(workdir, tuning(workdir), *SLOW, "job.searcher.n_trials=30")
     _wait_for(lambda: _finished(workdir) >= 3)
     (writer,) = _children_of(job.pid)
+    _wait_for(lambda: len(runs_of(tracking_uri)[1]) >= 3)  # the writer is writing
     os.kill(writer, signal.SIGKILL)
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output
@@ -75,6 +81,7 @@ def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, trac
     parent, children = runs_of(tracking_uri)
     numbers = sorted(int(c.data.tags["trainyard.trial"]) for c in children)
     assert numbers == list(range(30)), "each trial written once, by the writer or by the job"
+    assert {_writer_pid(c) for c in children} == {writer, job.pid}
     assert parent.info.status == "FINISHED" and all(c.info.status == "FINISHED" for c in children)
 
 

@@ -12,6 +12,7 @@ killed job must not leave a writer behind that races the next run's reconciliati
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 
 WRITER_COMMAND = [sys.executable, "-m", "trainyard.io.mirror"]  # + the job's pid
+READY = "ready"  # the writer's first answer: it has started and caught up with the study
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class TrialMirror:
         self._spec: MirrorSpec | None = None
         self._study: optuna.Study | None = None
         self._written_here = 0  # trials the job wrote itself because the writer had stopped
+        self._writer_ready = False
+        self._done = False  # finished or closed
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
             [*WRITER_COMMAND, str(os.getpid())],
             stdin=subprocess.PIPE,
@@ -95,7 +99,13 @@ class TrialMirror:
             get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
 
     def finish(self, best: FrozenTrial | None) -> MirrorReport:
-        """Wait for every trial to be written, then for the results (with ``best``) on the parent run."""
+        """Wait for every trial to be written, then for the results (with ``best``) on the parent run.
+
+        A writer still starting when the search ends (a short study) is stopped: the job, which has
+        MLflow loaded already, writes faster than the writer could finish starting.
+        """
+        if not self._ready():
+            self._abandon()
         report = self._exchange(("finish", None if best is None else best.number))
         if report is None:  # the writer stopped: do its remaining work here
             assert self._study is not None
@@ -103,6 +113,7 @@ class TrialMirror:
             report.count(self._logger().reconcile(self._study, self._owner()), self._owner())
             if best is not None:
                 self._logger().log_results(self._study, best)
+        self._done = True
         for warning in report.warnings:
             get_logger().warning("%s", warning)
         if report.error is not None:
@@ -113,8 +124,19 @@ class TrialMirror:
 
     def close(self) -> None:
         """Stop the writer after it has written the trials it was given (the job failed or stopped)."""
-        if self.process is not None:
-            self._exchange(("close", None))
+        if self._done:
+            return
+        self._done = True
+        if not self._ready():
+            self._abandon()
+        if self.process is not None and self._exchange(("close", None)) is not None:
+            return
+        if self._study is None or self._spec is None:
+            return  # stopped before the parent run existed: nothing to mirror yet
+        try:  # the writer stopped or never started: write what it was given here
+            self._logger().reconcile(self._study, self._spec.owner)
+        except Exception as error:  # the job's own error matters more; the next run reconciles
+            get_logger().warning("finished trials not written to MLflow: %s", error)
 
     def __enter__(self) -> TrialMirror:
         return self
@@ -123,6 +145,39 @@ class TrialMirror:
         self.close()
 
     # -- the pipe ----------------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        """Whether the writer has started (its first answer); never waits."""
+        import select
+
+        process = self.process
+        if self._writer_ready or process is None or process.stdout is None:
+            return self._writer_ready
+        if select.select([process.stdout], [], [], 0)[0]:
+            try:
+                self._writer_ready = pickle.load(process.stdout) == READY
+            except Exception:  # it died: the caller finds it stopped
+                self._writer_ready = False
+        return self._writer_ready
+
+    def _abandon(self) -> None:
+        """Stop a writer that is not ready (a child run it was writing is left RUNNING, then rewritten)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        code = process.poll()
+        if code is None:
+            process.kill()
+            process.wait()  # reaped: its token is dead for the reconciliation that follows
+            get_logger().debug("the MLflow writer was not ready when the search ended: writing here")
+        elif code != 0:
+            get_logger().warning(
+                "the MLflow writer process stopped (exit code %s); writing the trials from the job", code
+            )
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def _send(self, message: tuple[str, Any]) -> bool:
         process = self.process
@@ -147,6 +202,8 @@ class TrialMirror:
                 process.stdin.close()
             try:
                 report = pickle.load(process.stdout)
+                if report == READY:
+                    report = pickle.load(process.stdout)
             except Exception:  # it died before answering, or answered garbage: do its work here
                 report = None
         if process is not None:
@@ -217,6 +274,8 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
             if kind == "start":
                 writer, study = _open(body)
                 report.count(writer.reconcile(study, body.owner, written), body.owner)
+                pickle.dump(READY, replies)
+                replies.flush()
                 if body.plots:
                     _warm_plots()
             elif kind == "trial" and writer is not None and study is not None:

@@ -67,10 +67,10 @@ class StudyStorage(Component):
                     return optuna.storages.RDBStorage(
                         location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
                     )
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            from trainyard.io.journal import WorkerJournalStorage
 
             Path(location).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(location))
+            return WorkerJournalStorage(location)
         except Exception as error:  # drivers missing, server unreachable, folder not writable...
             raise ConfigurationError(
                 f"job.study.storage: cannot open {location!r}: {type(error).__name__}: {error}".splitlines()[

@@ -300,7 +300,8 @@ class _Objective:
 
         from trainyard.io.studies import WORKER_ATTR, worker_token
 
-        trial.set_user_attr(WORKER_ATTR, worker_token())
+        if WORKER_ATTR not in trial.user_attrs:  # the journal storage names the worker as it creates a trial
+            trial.set_user_attr(WORKER_ATTR, worker_token())
         metrics = self.job.metrics
         pruning = self.job.searcher.pruner is not None
         scores: dict[str, list[float]] = {m.name: [] for m in metrics}
