@@ -11,9 +11,14 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.test_tuning import SLOW, _spawn, runs_of, study_of, tuning
+from tests.test_tuning import _spawn, runs_of, study_of, tuning
 from trainyard.cli import main
 from trainyard.io import mirror
+
+# Trials of a few milliseconds (a tree on 442 rows, random search): the writer process starts.
+SHORT_TRIALS = (
+    "{KIND: random, seed: 1, n_trials: 10, space: {max_depth: [2, 4, 6, 8], min_samples_leaf: [1, 5]}}"
+)
 
 
 def _children_of(pid: int) -> list[int]:
@@ -70,8 +75,8 @@ def test_a_writer_that_cannot_start_leaves_the_work_to_the_job(
 
 
 def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, tracking_uri: str) -> None:
-    job = _spawn(workdir, tuning(workdir), *SLOW, "job.searcher.n_trials=30")
-    _wait_for(lambda: _finished(workdir) >= 3)
+    job = _spawn(workdir, tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=150")
+    _wait_for(lambda: _finished(workdir) >= 3 and len(_children_of(job.pid)) == 1)
     (writer,) = _children_of(job.pid)
     _wait_for(lambda: len(runs_of(tracking_uri)[1]) >= 3)  # the writer is writing
     os.kill(writer, signal.SIGKILL)
@@ -80,15 +85,15 @@ def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, trac
     assert "MLflow writer process stopped" in output
     parent, children = runs_of(tracking_uri)
     numbers = sorted(int(c.data.tags["trainyard.trial"]) for c in children)
-    assert numbers == list(range(30)), "each trial written once, by the writer or by the job"
+    assert numbers == list(range(150)), "each trial written once, by the writer or by the job"
     assert {_writer_pid(c) for c in children} == {writer, job.pid}
     assert parent.info.status == "FINISHED" and all(c.info.status == "FINISHED" for c in children)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_the_writer_dies_with_a_killed_job(workdir: Path) -> None:
-    job = _spawn(workdir, tuning(workdir), *SLOW, "job.searcher.n_trials=200")
-    _wait_for(lambda: _finished(workdir) >= 2)
+    job = _spawn(workdir, tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=2000")
+    _wait_for(lambda: _finished(workdir) >= 2 and len(_children_of(job.pid)) == 1)
     (writer,) = _children_of(job.pid)
     job.send_signal(signal.SIGKILL)
     job.wait(timeout=30)
@@ -100,3 +105,18 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_long_trials_are_written_by_the_job_without_a_writer(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror, "WRITER_FOR_TRIALS_UNDER_S", 0.0)  # every trial counts as long
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no writer process for long trials")
+
+    monkeypatch.setattr(mirror.subprocess, "Popen", no_process)
+    assert main(["run", tuning(workdir), "job.searcher.n_trials=4"]) == 0
+    parent, children = runs_of(tracking_uri)
+    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(4))
+    assert {_writer_pid(c) for c in children} == {os.getpid()} and parent.info.status == "FINISHED"

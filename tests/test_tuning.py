@@ -445,7 +445,9 @@ def test_two_processes_start_a_new_store_together(tmp_path: Path, example_data: 
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     _, children = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert len(children) == 6
+    finished = [t.number for t in study_of(tmp_path, "new").trials if t.state.is_finished()]
+    assert 6 <= len(finished) <= 7, "two workers may overshoot the budget by the trial one was running"
+    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == sorted(finished)
 
 
 def test_params_from_a_missing_storage_creates_nothing(

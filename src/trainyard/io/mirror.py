@@ -5,7 +5,9 @@ from the search through the GIL; a process runs it on another core instead. The 
 every trial it finishes (a few bytes through a pipe); the writer reads the trial from the study's
 storage, the durable record, and writes its child run. At the end it logs the study's results.
 
-The job never depends on it: if the writer stops, the job writes what is left itself, and a trial it
+It starts only when trials are short (see ``TrialMirror``): next to long trials a child run
+is a few percent of the work, and a second process loading MLflow would compete with the trials for
+busy cores. The job never depends on it: if the writer stops, the job writes what is left itself, and a trial it
 never wrote is written by the next run's reconciliation. On Linux the writer dies with the job (a
 killed job must not leave a writer behind that races the next run's reconciliation).
 """
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 
 WRITER_COMMAND = [sys.executable, "-m", "trainyard.io.mirror"]  # + the job's pid
+WRITER_FOR_TRIALS_UNDER_S = 0.25  # a child run (~20 ms) is then more than 8 % of a trial
 READY = "ready"  # the writer's first answer: it has started and caught up with the study
 
 
@@ -67,29 +70,36 @@ class MirrorReport:
 
 
 class TrialMirror:
-    """The job's side: start the writer early (its imports overlap the job's), then feed it trial ids."""
+    """The job's side: start the writer when the first trial shows it pays, then feed it trial ids.
+
+    A child run costs the job about 20 ms. Next to short trials that is a large share, and the writer
+    takes it to another core; next to long ones it is a few percent, less than the writer's own start
+    (loading MLflow again: about 3 s of CPU), which slows the trials when every core is busy (several
+    workers, or n_jobs). So the writer starts only when the first trial took under
+    ``WRITER_FOR_TRIALS_UNDER_S`` (the second one: the first also pays for importing the model's
+    code); otherwise the job writes its child runs itself.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # n_jobs threads end trials concurrently
+        self._deciding = threading.Lock()
+        self._decided = False
         self._fallback: TrialLogger | None = None
         self._spec: MirrorSpec | None = None
         self._study: optuna.Study | None = None
-        self._written_here = 0  # trials the job wrote itself because the writer had stopped
+        self._written_here = 0  # trials the job wrote itself (long trials, or the writer stopped)
         self._writer_ready = False
         self._done = False  # finished or closed
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [*WRITER_COMMAND, str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, spec: MirrorSpec, study: optuna.Study) -> None:
-        """Tell the writer what to mirror; it first writes the finished trials MLflow is missing."""
+        """Where to write: the parent run, the study, and the job's worker token."""
         self._spec, self._study = spec, study
-        self._send(("start", spec))
 
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: hand the finished trial to the writer (or write it here if it stopped)."""
+        """Optuna callback: hand the finished trial to the writer, or write it here."""
+        if not self._decided and self._written_here > 0:  # the first trial also paid for imports
+            self._decide(trial)
         if self.process is not None and self._send(("trial", trial._trial_id)):
             return
         try:
@@ -97,6 +107,18 @@ class TrialMirror:
             self._written_here += 1
         except Exception as error:  # the study goes on; the next run's reconciliation writes it
             get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
+
+    def _decide(self, sample: FrozenTrial) -> None:
+        with self._deciding:
+            if self._decided:
+                return
+            self._decided = True
+            seconds = sample.duration.total_seconds() if sample.duration is not None else 0.0
+            if self._spec is not None and seconds < WRITER_FOR_TRIALS_UNDER_S:
+                self.process = subprocess.Popen(
+                    [*WRITER_COMMAND, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+                self._send(("start", self._spec))  # it first writes what earlier runs left missing
 
     def finish(self, best: FrozenTrial | None) -> MirrorReport:
         """Wait for every trial to be written, then for the results (with ``best``) on the parent run.

@@ -110,9 +110,8 @@ class TuningJob(SupervisedJob):
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         name = self.study_name()
-        with (
-            TrialMirror() as mirror
-        ):  # a process that writes a child run per trial (started first: it imports)
+        # Writes a child run per finished trial: in a writer process when trials are short.
+        with TrialMirror() as mirror:
             with self.step("open study") as step:
                 storage = self.study.open(self.mlflow.resolved_tracking_uri)
                 study = optuna.create_study(
