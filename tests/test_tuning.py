@@ -457,3 +457,40 @@ def test_params_from_a_missing_storage_creates_nothing(
     assert main(["run", quickstart, "job.model.params_from={study: x, storage: typo/dir/studies.log}"]) == 1
     assert "no study storage at 'typo/dir/studies.log'" in capsys.readouterr().err
     assert not (workdir / "typo").exists()
+
+
+def test_one_study_tracked_in_two_stores_keeps_one_parent_in_each(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
+    shared = ["job.study.name=shared", "job.study.storage=studies/shared.log"]
+    other = f"sqlite:///{workdir / 'other.db'}"
+    assert main(["run", config, *shared, "job.searcher.n_trials=2"]) == 0
+    assert main(["run", config, *shared, "job.searcher.n_trials=3", f"job.mlflow.tracking_uri={other}"]) == 0
+    assert main(["run", config, *shared, "job.searcher.n_trials=4"]) == 0
+    parent, children = runs_of(tracking_uri)  # asserts one parent in this store
+    assert parent.info.status == "FINISHED" and len(children) == 4, "each store mirrors the whole study"
+    other_parent, other_children = runs_of(other)
+    assert other_parent.info.run_id != parent.info.run_id and len(other_children) == 3
+
+
+def test_a_parent_run_stays_running_while_another_worker_uses_it(workdir: Path, tracking_uri: str) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
+    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        token = other.stdout.readline().strip()
+        storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
+        study = optuna.create_study(study_name="shared", storage=storage, direction="minimize")
+        running = study.ask()  # the other worker's trial, still running
+        study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
+        config = tuning(workdir)
+        assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
+        parent, _ = runs_of(tracking_uri)
+        assert parent.info.status == "RUNNING", "the other worker still writes to it"
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED", "the last worker ends it (the other one died meanwhile)"

@@ -79,33 +79,43 @@ class StudyStorage(Component):
             ) from error
 
 
-PARENT_ATTR = "trainyard.parent_run_id"
+_PARENT_ATTR = "trainyard.parent_run_id"
 _CLAIM_ATTR = "trainyard.parent_claim"
+
+
+def parent_attr(tracking_uri: str, claim: bool = False) -> str:
+    """The study attribute holding its parent run in one MLflow store (a study may be tracked in several)."""
+    import hashlib
+
+    store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    return f"{_CLAIM_ATTR if claim else _PARENT_ATTR}@{store}"
+
+
 SETTLE_SECONDS = 0.5
 WAIT_FOR_PARENT_SECONDS = 60.0
 
 
-def shared_parent_run(study: optuna.Study, exists: Callable[[str], bool]) -> str | None:
-    """The MLflow parent run of ``study``; None when this worker is the one to create it.
+def shared_parent_run(study: optuna.Study, tracking_uri: str, exists: Callable[[str], bool]) -> str | None:
+    """The MLflow parent run of ``study`` in that store; None when this worker is the one to create it.
 
     Workers that start a new study together elect one creator: each claims the study, waits for the
     claims to settle, and the last claim stands (the storage orders writes); the others wait for the
     creator's run id. A parent that MLflow no longer has, or a creator that died, is replaced.
     """
-    parent = study.user_attrs.get(PARENT_ATTR)
+    parent = study.user_attrs.get(parent_attr(tracking_uri))
     if parent and exists(str(parent)):
         return str(parent)
     token = worker_token()
-    claim = study.user_attrs.get(_CLAIM_ATTR)
+    claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
     if claim is None or not token_alive(str(claim)):
-        study.set_user_attr(_CLAIM_ATTR, token)
+        study.set_user_attr(parent_attr(tracking_uri, claim=True), token)
         time.sleep(SETTLE_SECONDS)
-        claim = study.user_attrs.get(_CLAIM_ATTR)
+        claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
     if claim == token:
         return None
     deadline = time.monotonic() + WAIT_FOR_PARENT_SECONDS
     while time.monotonic() < deadline and token_alive(str(claim)):
-        parent = study.user_attrs.get(PARENT_ATTR)
+        parent = study.user_attrs.get(parent_attr(tracking_uri))
         if parent and exists(str(parent)):
             return str(parent)
         time.sleep(0.2)
@@ -117,6 +127,18 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+
+
+def others_running(study: optuna.Study) -> bool:
+    """Whether another live worker has a trial of ``study`` running (it still writes to the parent run)."""
+    from optuna.trial import TrialState
+
+    mine = worker_token()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        token = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        if token and token != mine and token_alive(token):
+            return True
+    return False
 
 
 def worker_token() -> str:

@@ -60,9 +60,9 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> dict[str, 
             f"studies there: {', '.join(known) or 'none'}"
         ) from None
     if len(study.directions) > 1:
-        from trainyard.io.studies import PARENT_ATTR
+        from trainyard.io.studies import parent_attr
 
-        parent = study.user_attrs.get(PARENT_ATTR)
+        parent = study.user_attrs.get(parent_attr(tracking_uri))
         if not parent:
             raise ResourceNotFoundError(
                 f"study {name!r} has several objectives and no tuning run to pick the best"

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -97,10 +97,17 @@ class Job(Component, abc.ABC):
         return {"job": self.model_dump(mode="json", by_alias=True)}
 
     @contextmanager
-    def tracked_run(self, run_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    def tracked_run(
+        self,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        in_use_elsewhere: Callable[[], bool] | None = None,
+    ) -> Iterator[Any]:
         """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING.
 
-        ``run_id`` resumes an existing run (a tuning study's parent) instead of starting one.
+        ``run_id`` resumes an existing run (a tuning study's parent) instead of starting one. A run
+        shared by several workers stays RUNNING when this one succeeds while ``in_use_elsewhere()``
+        says another is still at work: the last one to finish ends it.
         """
         import mlflow
         import yaml
@@ -135,6 +142,11 @@ class Job(Component, abc.ABC):
             )
             raise
         finally:
+            if status == "FINISHED" and in_use_elsewhere is not None and _safely(in_use_elsewhere):
+                status = "RUNNING"
+                get_logger().info(
+                    "MLflow run %s stays RUNNING: another worker still uses it", run.info.run_id
+                )
             mlflow.end_run(status)
 
     @contextmanager
@@ -171,6 +183,14 @@ class Job(Component, abc.ABC):
             table.add_row(key, value)
         console.print(table)
         notify_all(self.alerts, title, "\n".join(f"{key}: {value}" for key, value in summary.items()))
+
+
+def _safely(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except Exception as error:  # ending the run matters more than this refinement
+        get_logger().warning("could not check whether another worker uses the run: %s", error)
+        return False
 
 
 def _cancel_on_sigterm(signum: int, frame: object) -> None:

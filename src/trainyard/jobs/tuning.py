@@ -102,8 +102,9 @@ class TuningJob(SupervisedJob):
 
         from trainyard.io.mirror import MirrorSpec, TrialMirror
         from trainyard.io.studies import (
-            PARENT_ATTR,
             fail_trials_of_dead_workers,
+            others_running,
+            parent_attr,
             shared_parent_run,
             worker_token,
         )
@@ -133,12 +134,15 @@ class TuningJob(SupervisedJob):
                 if dead:
                     step.note(f"trials {dead} of dead workers marked failed")
             experiment_id = self.mlflow.experiment_id()
+            tracking_uri = self.mlflow.resolved_tracking_uri
             parent_id = shared_parent_run(
-                study, exists=lambda run_id: _run_exists(run_id, experiment_id, name)
+                study, tracking_uri, exists=lambda run_id: _run_exists(run_id, experiment_id, name)
             )
-            with self.tracked_run(run_id=parent_id, tags={STUDY_TAG: name}) as run:
+            with self.tracked_run(
+                run_id=parent_id, tags={STUDY_TAG: name}, in_use_elsewhere=lambda: others_running(study)
+            ) as run:
                 if parent_id is None:
-                    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+                    study.set_user_attr(parent_attr(tracking_uri), run.info.run_id)
                 mirror.start(
                     MirrorSpec(
                         tracking_uri=self.mlflow.resolved_tracking_uri,
