@@ -51,9 +51,12 @@ def _writer_pid(run: mlflow.entities.Run) -> int:
     return int(run.data.tags["trainyard.writer"].split(":")[1])
 
 
-def test_a_short_study_is_written_by_the_job_itself(workdir: Path, tracking_uri: str) -> None:
+def test_a_short_study_is_written_by_the_job_itself(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The search ends before the writer has started: the job, MLflow loaded already, writes it all."""
     assert main(["run", tuning(workdir), "job.searcher.n_trials=3"]) == 0
+    assert "3 child runs written" in capsys.readouterr().err
     parent, children = runs_of(tracking_uri)
     assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(3))
     assert {_writer_pid(c) for c in children} == {os.getpid()}

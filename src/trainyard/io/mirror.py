@@ -131,10 +131,11 @@ class TrialMirror:
         report = self._exchange(("finish", None if best is None else best.number))
         if report is None:  # the writer stopped: do its remaining work here
             assert self._study is not None
-            report = MirrorReport(written=self._written_here)
+            report = MirrorReport()
             report.count(self._logger().reconcile(self._study, self._owner()), self._owner())
             if best is not None:
                 self._logger().log_results(self._study, best)
+        report.written += self._written_here  # the first trial, or those after the writer stopped
         self._done = True
         for warning in report.warnings:
             get_logger().warning("%s", warning)

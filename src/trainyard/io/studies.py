@@ -95,21 +95,42 @@ SETTLE_SECONDS = 0.5
 WAIT_FOR_PARENT_SECONDS = 60.0
 
 
-def shared_parent_run(study: optuna.Study, tracking_uri: str, exists: Callable[[str], bool]) -> str | None:
+def claim_parent(study: optuna.Study, tracking_uri: str) -> float | None:
+    """Claim the creation of the study's parent run when it has none, before MLflow is loaded.
+
+    The election's settle wait then overlaps loading MLflow instead of following it. Returns when
+    the claim was written (``time.monotonic()``), or None when no claim was needed or another live
+    worker holds one.
+    """
+    if study.user_attrs.get(parent_attr(tracking_uri)):
+        return None  # recorded: shared_parent_run() checks that MLflow still has it
+    claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
+    if claim is not None and token_alive(str(claim)):
+        return None
+    study.set_user_attr(parent_attr(tracking_uri, claim=True), worker_token())
+    return time.monotonic()
+
+
+def shared_parent_run(
+    study: optuna.Study, tracking_uri: str, exists: Callable[[str], bool], claimed_at: float | None = None
+) -> str | None:
     """The MLflow parent run of ``study`` in that store; None when this worker is the one to create it.
 
     Workers that start a new study together elect one creator: each claims the study, waits for the
     claims to settle, and the last claim stands (the storage orders writes); the others wait for the
     creator's run id. A parent that MLflow no longer has, or a creator that died, is replaced.
+    ``claimed_at`` is the time of this worker's claim_parent() claim, if it made one.
     """
     parent = study.user_attrs.get(parent_attr(tracking_uri))
     if parent and exists(str(parent)):
         return str(parent)
     token = worker_token()
     claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
-    if claim is None or not token_alive(str(claim)):
+    if claimed_at is None and (claim is None or not token_alive(str(claim))):
         study.set_user_attr(parent_attr(tracking_uri, claim=True), token)
-        time.sleep(SETTLE_SECONDS)
+        claimed_at = time.monotonic()
+    if claimed_at is not None:
+        time.sleep(max(0.0, SETTLE_SECONDS - (time.monotonic() - claimed_at)))
         claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
     if claim == token:
         return None

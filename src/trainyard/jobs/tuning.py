@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
@@ -50,6 +50,8 @@ class TuningJob(SupervisedJob):
     searcher: SearcherKind = Field(description="What to search, how, with what budget.")
     study: StudyStorage = Field(default_factory=StudyStorage, description="Where the study is stored.")
     plots: bool = Field(True, description="Log optimization history, importances and parallel coordinates.")
+
+    _opened: tuple[Any, float | None] | None = PrivateAttr(None)  # the study, and when its parent was claimed
 
     @field_validator("best_by")
     @classmethod
@@ -97,46 +99,52 @@ class TuningJob(SupervisedJob):
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.mlflow.experiment}-{digest}"
 
-    def run(self) -> Locals:
+    def prepare(self) -> None:
+        """Open the study and claim its parent run before MLflow loads (the claim's wait overlaps it)."""
         import optuna
 
-        from trainyard.io.mirror import MirrorSpec, TrialMirror
-        from trainyard.io.studies import (
-            fail_trials_of_dead_workers,
-            others_running,
-            parent_attr,
-            shared_parent_run,
-            worker_token,
-        )
+        from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         name = self.study_name()
+        with self.step("open study") as step:
+            storage = self.study.open(self.mlflow.resolved_tracking_uri)
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                load_if_exists=True,
+                directions=[m.direction for m in self.metrics],
+                sampler=self.searcher.sampler(),
+                pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
+            )
+            self._check_directions(study)
+            dead = fail_trials_of_dead_workers(storage, study)
+            step.note(
+                f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: "
+                f"{_count_finished(study)} finished"
+            )
+            if dead:
+                step.note(f"trials {dead} of dead workers marked failed")
+        self._opened = (study, claim_parent(study, self.mlflow.resolved_tracking_uri))
+
+    def run(self) -> Locals:
+        from trainyard.io.mirror import MirrorSpec, TrialMirror
+        from trainyard.io.studies import others_running, parent_attr, shared_parent_run, worker_token
+
+        if self._opened is None:
+            self.prepare()
+        assert self._opened is not None
+        study, claimed_at = self._opened
+        name = study.study_name
         # Writes a child run per finished trial: in a writer process when trials are short.
         with TrialMirror() as mirror:
-            with self.step("open study") as step:
-                storage = self.study.open(self.mlflow.resolved_tracking_uri)
-                study = optuna.create_study(
-                    study_name=name,
-                    storage=storage,
-                    load_if_exists=True,
-                    directions=[m.direction for m in self.metrics],
-                    sampler=self.searcher.sampler(),
-                    pruner=self.searcher.pruner.build()
-                    if self.searcher.pruner
-                    else optuna.pruners.NopPruner(),
-                )
-                self._check_directions(study)
-                dead = fail_trials_of_dead_workers(storage, study)
-                step.note(
-                    f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: "
-                    f"{_count_finished(study)} finished"
-                )
-                if dead:
-                    step.note(f"trials {dead} of dead workers marked failed")
             experiment_id = self.mlflow.experiment_id()
             tracking_uri = self.mlflow.resolved_tracking_uri
             parent_id = shared_parent_run(
-                study, tracking_uri, exists=lambda run_id: _run_exists(run_id, experiment_id, name)
+                study,
+                tracking_uri,
+                exists=lambda run_id: _run_exists(run_id, experiment_id, name),
+                claimed_at=claimed_at,
             )
             with self.tracked_run(
                 run_id=parent_id, tags={STUDY_TAG: name}, in_use_elsewhere=lambda: others_running(study)
