@@ -14,26 +14,22 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.conftest import write_config
+from tests.test_tuning import TUNING as TUNING_TEMPLATE
 from trainyard.config import OVERRIDES, load_settings
 from trainyard.core.models import SklearnModel
 from trainyard.core.spaces import on_step, parse_dimension
 from trainyard.errors import ConfigurationError
 from trainyard.utils.searchers import GridSearcher, OptunaSearcher, RandomSearcher, Searcher
 
-TUNING = """
-job:
-  KIND: tuning
-  mlflow: {experiment: tune}
-  inputs: {KIND: csv, path: data/diabetes.csv, drop: [target]}
-  targets: {KIND: csv, path: data/diabetes.csv, columns: [target]}
-  model: {KIND: sklearn, estimator: DecisionTreeRegressor, params: {random_state: 0}}
-  metrics: [rmse]
-  searcher:
+# The tuning config of the tuning tests, with a small random search.
+TUNING = TUNING_TEMPLATE.replace(
+    "SEARCHER",
+    """
     KIND: random
     n_trials: 3
     space:
-      max_depth: range(2, 10)
-"""
+      max_depth: range(2, 10)""",
+)
 
 
 def space_error(tmp_path: Path, *overrides: str) -> str:
