@@ -46,6 +46,7 @@ class MirrorSpec:
     storage: dict[str, Any]  # StudyStorage settings
     study_name: str
     parent_id: str
+    experiment_id: str
     metric_names: list[str]
     owner: str  # worker token of the job process: the trials it runs are this writer's to write
     plots: bool
@@ -74,7 +75,7 @@ class TrialMirror:
 
     A child run costs the job about 20 ms. Next to short trials that is a large share, and the writer
     takes it to another core; next to long ones it is a few percent, less than the writer's own start
-    (loading MLflow again: about 3 s of CPU), which slows the trials when every core is busy (several
+    (importing MLflow, Optuna and the plotting stack again: about 4 s of CPU, measured), which slows the trials when every core is busy (several
     workers, or n_jobs). So the writer starts only when the first trial took under
     ``WRITER_FOR_TRIALS_UNDER_S`` (the second one: the first also pays for importing the model's
     code); otherwise the job writes its child runs itself.
@@ -255,7 +256,9 @@ class TrialMirror:
         if self._fallback is None:
             assert self._spec is not None
             spec = self._spec
-            self._fallback = TrialLogger(spec.parent_id, spec.study_name, spec.metric_names, spec.plots)
+            self._fallback = TrialLogger(
+                spec.parent_id, spec.experiment_id, spec.study_name, spec.metric_names, spec.plots
+            )
         return self._fallback
 
     def _owner(self) -> str:
@@ -340,7 +343,7 @@ def _open(spec: MirrorSpec) -> tuple[TrialLogger, optuna.Study]:
     mlflow.set_tracking_uri(spec.tracking_uri)
     storage = StudyStorage.model_validate(spec.storage).open(spec.tracking_uri)
     study = optuna.load_study(study_name=spec.study_name, storage=storage)
-    writer = TrialLogger(spec.parent_id, spec.study_name, spec.metric_names, spec.plots)
+    writer = TrialLogger(spec.parent_id, spec.experiment_id, spec.study_name, spec.metric_names, spec.plots)
     return writer, study
 
 

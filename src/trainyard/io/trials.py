@@ -22,7 +22,9 @@ _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 class TrialLogger:
     """Writes trials as child runs of ``parent_id`` with the client API (no global run state)."""
 
-    def __init__(self, parent_id: str, study_name: str, metric_names: list[str], plots: bool) -> None:
+    def __init__(
+        self, parent_id: str, experiment_id: str, study_name: str, metric_names: list[str], plots: bool
+    ) -> None:
         from mlflow import MlflowClient
 
         self.client = MlflowClient()
@@ -30,7 +32,7 @@ class TrialLogger:
         self.study_name = study_name
         self.metric_names = metric_names
         self.plots = plots
-        self.experiment_id = self.client.get_run(parent_id).info.experiment_id
+        self.experiment_id = experiment_id
 
     def write(self, trial: FrozenTrial) -> None:
         """One child run with the trial's params, per-fold and mean/std scores, fit time and state."""

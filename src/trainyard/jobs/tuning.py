@@ -157,6 +157,7 @@ class TuningJob(SupervisedJob):
                         storage=self.study.model_dump(),
                         study_name=name,
                         parent_id=run.info.run_id,
+                        experiment_id=experiment_id,
                         metric_names=[m.name for m in self.metrics],
                         owner=worker_token(),
                         plots=self.plots,
@@ -302,6 +303,8 @@ class _Objective:
         self.targets = targets
         self.folds = folds
         self.dimensions = job.searcher.dimensions
+        # The journal storage names the worker in the record that creates a trial; a database does not.
+        self.names_worker = "://" in job.study.location(job.mlflow.resolved_tracking_uri)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         import time
@@ -311,7 +314,7 @@ class _Objective:
 
         from trainyard.io.studies import WORKER_ATTR, worker_token
 
-        if WORKER_ATTR not in trial.user_attrs:  # the journal storage names the worker as it creates a trial
+        if self.names_worker:
             trial.set_user_attr(WORKER_ATTR, worker_token())
         metrics = self.job.metrics
         pruning = self.job.searcher.pruner is not None
