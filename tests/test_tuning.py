@@ -123,6 +123,32 @@ def test_same_seed_reproduces_a_fresh_study(workdir: Path, tracking_uri: str) ->
     assert params_of(study_of(workdir, "first")) == params_of(study_of(workdir, "second"))
 
 
+def test_folds_sliced_once_or_per_trial_give_the_same_study(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=kept"]) == 0
+    monkeypatch.setattr("trainyard.jobs.tuning.KEEP_FOLD_COPIES_UP_TO", 0)  # as for data too large to copy
+    assert main(["run", config, "job.study.name=sliced", "job.mlflow.experiment=other"]) == 0
+    kept, sliced = study_of(workdir, "kept"), study_of(workdir, "sliced")
+    assert [t.values for t in kept.trials] == [t.values for t in sliced.trials]
+    assert [t.user_attrs["folds"]["scores"] for t in kept.trials] == [
+        t.user_attrs["folds"]["scores"] for t in sliced.trials
+    ]
+
+
+def test_tpe_models_one_metric_jointly_by_default() -> None:
+    from trainyard.utils.searchers import TpeSampler
+
+    study = optuna.create_study(sampler=TpeSampler(n_startup_trials=2).build(0))
+    study.optimize(lambda t: t.suggest_int("a", 0, 9) + t.suggest_float("b", 0, 1), n_trials=3)
+    study.ask()
+    asked = study.trials[-1]
+    assert set(study.sampler.infer_relative_search_space(study, asked)) == {"a", "b"}
+    independent = TpeSampler(n_startup_trials=2, multivariate=False).build(0)
+    assert independent.infer_relative_search_space(study, asked) == {}
+
+
 def test_grid_search_is_exhaustive(workdir: Path, tracking_uri: str) -> None:
     config = tuning(
         workdir, "{KIND: grid, space: {max_depth: [2, 4, 6], min_samples_leaf: 'range(5, 15, step=5)'}}"

@@ -38,7 +38,11 @@ class TpeSampler(Sampler):
 
     KIND: Literal["tpe"] = "tpe"
     n_startup_trials: int = Field(10, ge=0, description="Random trials before the model takes over.")
-    multivariate: bool = Field(False, description="Model parameters jointly instead of one by one.")
+    multivariate: bool | None = Field(
+        None,
+        description="Model parameters jointly (true) or one by one (false); default: Optuna's choice, "
+        "jointly for one objective and one by one for several.",
+    )
 
     def build(self, seed: int | None) -> BaseSampler:
         import optuna
