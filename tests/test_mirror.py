@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,16 +52,45 @@ def _writer_pid(run: mlflow.entities.Run) -> int:
     return int(run.data.tags["trainyard.writer"].split(":")[1])
 
 
-def test_a_short_study_is_written_by_the_job_itself(
-    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+def _written(tracking_uri: str) -> int:
+    """Child runs in the store so far (0 before the writer has made the experiment and the parent)."""
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tune")
+    if experiment is None:
+        return 0
+    return len(client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''"))
+
+
+def test_the_writer_does_the_mlflow_work_and_the_job_never_loads_mlflow(
+    workdir: Path, tracking_uri: str
 ) -> None:
-    """The search ends before the writer has started: the job, MLflow loaded already, writes it all."""
-    assert main(["run", tuning(workdir), "job.searcher.n_trials=3"]) == 0
-    assert "3 child runs written" in capsys.readouterr().err
+    script = (
+        "import sys\nfrom trainyard.cli import main\n"
+        f"code = main(['run', {tuning(workdir)!r}, 'job.searcher.n_trials=3'])\n"
+        "print('mlflow loaded:', 'mlflow' in sys.modules)\nsys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250"},  # log lines unwrapped
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mlflow loaded: False" in done.stdout and "3 child runs written" in done.stderr
     parent, children = runs_of(tracking_uri)
     assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(3))
-    assert {_writer_pid(c) for c in children} == {os.getpid()}
-    assert parent.data.tags["trainyard.best_trial"].isdigit()
+    writers = {_writer_pid(c) for c in children}
+    assert len(writers) == 1 and os.getpid() not in writers
+    assert parent.info.status == "FINISHED" and parent.data.tags["trainyard.best_trial"].isdigit()
+    assert {i.tags[0].value for i in parent.inputs.dataset_inputs} == {"inputs", "targets"}
+    assert mlflow.MlflowClient(tracking_uri).download_artifacts(parent.info.run_id, "config.yaml")
+
+
+def test_an_invalid_config_stops_the_early_writer(workdir: Path) -> None:
+    assert main(["run", tuning(workdir), "job.searcher.n_trials=-1"]) == 2
+    assert _children_of(os.getpid()) == [], "the writer started before validation is gone"
 
 
 def test_a_writer_that_cannot_start_leaves_the_work_to_the_job(
@@ -81,7 +111,7 @@ def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, trac
     job = _spawn(workdir, tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=150")
     _wait_for(lambda: _finished(workdir) >= 3 and len(_children_of(job.pid)) == 1)
     (writer,) = _children_of(job.pid)
-    _wait_for(lambda: len(runs_of(tracking_uri)[1]) >= 3)  # the writer is writing
+    _wait_for(lambda: _written(tracking_uri) >= 3)  # the writer is writing
     os.kill(writer, signal.SIGKILL)
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output
@@ -110,16 +140,14 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-def test_long_trials_are_written_by_the_job_without_a_writer(
-    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+def test_an_mlflow_store_that_cannot_open_fails_the_job_and_keeps_the_trials(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(mirror, "WRITER_FOR_TRIALS_UNDER_S", 0.0)  # every trial counts as long
-
-    def no_process(*args: object, **kwargs: object) -> None:
-        raise AssertionError("no writer process for long trials")
-
-    monkeypatch.setattr(mirror.subprocess, "Popen", no_process)
-    assert main(["run", tuning(workdir), "job.searcher.n_trials=4"]) == 0
-    parent, children = runs_of(tracking_uri)
-    assert sorted(int(c.data.tags["trainyard.trial"]) for c in children) == list(range(4))
-    assert {_writer_pid(c) for c in children} == {os.getpid()} and parent.info.status == "FINISHED"
+    """The writer cannot open the store: the job meets the same error itself and reports it."""
+    config = tuning(workdir, SHORT_TRIALS)
+    assert main(["run", config, "job.searcher.n_trials=4", "job.mlflow.tracking_uri=./mlruns"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot open the MLflow store ./mlruns" in err and "Traceback" not in err
+    assert "writer process stopped" not in err, "the writer's exit is the job's error, said once"
+    assert _finished(workdir) >= 1, "the trials finished before the error are kept in the study"
+    assert _children_of(os.getpid()) == []

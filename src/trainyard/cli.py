@@ -121,21 +121,28 @@ def _run(arguments: list[str], *, dry_run: bool) -> int:
 
 
 def _run_job(arguments: list[str], *, dry_run: bool) -> int:
-    from trainyard.config import load_settings
+    from trainyard.config import load_layers, resolve, validate
 
     files = [a for a in arguments if "=" not in a or Path(a).is_file()]
     overrides = [a for a in arguments if a not in files]
     if not files:
         raise TrainyardError("give at least one config file: trainyard run CONFIG.yaml [key=value ...]")
-    settings = load_settings(files, overrides, allow_import_paths=True)
-    job = settings.job
+    layers = load_layers(files, overrides)
+    data = resolve(layers)
     if dry_run:
         import yaml
 
+        job = validate(data, layers, allow_import_paths=True).job
         print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
         return 0
-    with job:
-        job.run()
+    from trainyard.io.mirror import prestarted
+
+    job_config = data.get("job")
+    tuning = isinstance(job_config, dict) and job_config.get("KIND") == "tuning"
+    with prestarted(tuning):  # the tuning job's MLflow writer loads MLflow while the config is validated
+        job = validate(data, layers, allow_import_paths=True).job
+        with job:
+            job.run()
     return 0
 
 

@@ -1,15 +1,16 @@
-"""A writer process that mirrors a study's trials into MLflow while the search runs.
+"""The tuning job's MLflow writer: a second process that does all of the job's MLflow work.
 
-Writing a child run costs about 20 ms of Python (SQLAlchemy) per trial, and a thread would take that
-from the search through the GIL; a process runs it on another core instead. The job sends it the id of
-every trial it finishes (a few bytes through a pipe); the writer reads the trial from the study's
-storage, the durable record, and writes its child run. At the end it logs the study's results.
+Loading MLflow and opening its store cost the job about 1.5 s before its first trial, and a child run
+about 20 ms of Python (SQLAlchemy) per trial, which a thread would take from the search through the
+GIL. So the tuning job starts this process first thing, and it loads MLflow on the other core while
+the job reads its data and searches: it opens the store and the study's parent run (config, params),
+logs the data lineage, writes a child run per finished trial (the job sends each trial's id through a
+pipe; the writer reads the trial from the study's storage, the durable record), then logs the results
+and ends the parent run with the job's status. The job waits only for that last part.
 
-It starts only when trials are short (see ``TrialMirror``): next to long trials a child run
-is a few percent of the work, and a second process loading MLflow would compete with the trials for
-busy cores. The job never depends on it: if the writer stops, the job writes what is left itself, and a trial it
-never wrote is written by the next run's reconciliation. On Linux the writer dies with the job (a
-killed job must not leave a writer behind that races the next run's reconciliation).
+The job never depends on it: when the writer is gone (it could not start, or stopped), the job does
+the same steps itself (``StudyRuns``), from where the study's storage and MLflow say they are. On
+Linux the writer dies with the job, so it cannot race the next run's reconciliation.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,36 +33,54 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from trainyard.io.trials import TrialLogger
+    from trainyard.io.study_runs import Lineage, StudyRuns, StudyRunSpec
 
 
 WRITER_COMMAND = [sys.executable, "-m", "trainyard.io.mirror"]  # + the job's pid
-WRITER_FOR_TRIALS_UNDER_S = 0.25  # a child run (~20 ms) is then more than 8 % of a trial
-READY = "ready"  # the writer's first answer: it has started and caught up with the study
+CANNOT_OPEN = 2  # the writer's exit code when MLflow (the store, the parent run or the lineage) fails
+_prestarted: list[subprocess.Popen[bytes]] = []  # a writer started before the job's config was validated
 
 
-@dataclass(frozen=True)
-class MirrorSpec:
-    """What the writer needs: where to write, which study to read, and whose trials are its own."""
+@contextlib.contextmanager
+def prestarted(wanted: bool = True) -> Iterator[None]:
+    """Start a writer before the job exists, so that it loads MLflow while the config is validated.
 
-    tracking_uri: str
-    storage: dict[str, Any]  # StudyStorage settings
-    study_name: str
-    parent_id: str
-    experiment_id: str
-    metric_names: list[str]
-    owner: str  # worker token of the job process: the trials it runs are this writer's to write
-    plots: bool
+    Validating a config imports the model's library (about a second for scikit-learn); the writer
+    then gets its first message that much sooner. The tuning job made inside the block takes it; one
+    nobody took (the config was invalid) is stopped when the block ends.
+    """
+    if wanted and not _prestarted:
+        with contextlib.suppress(OSError):
+            _prestarted.append(_spawn())
+    try:
+        yield
+    finally:
+        while _prestarted:
+            process = _prestarted.pop()
+            process.kill()
+            process.wait()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*WRITER_COMMAND, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
 
 
 @dataclass
 class MirrorReport:
-    """What the writer did, sent back when it finishes."""
+    """What was written to MLflow, sent back by the writer when the job ends."""
 
-    written: int = 0
-    reconciled: int = 0
+    parent_id: str | None = None
+    status: str | None = None  # the parent run's status as left: FINISHED, FAILED, KILLED or RUNNING
+    written: int = 0  # child runs of this job's trials
+    reconciled: int = 0  # child runs of trials that earlier runs left unwritten
+    digests: list[str] = field(default_factory=list)  # of the lineage tables
     warnings: list[str] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the results could not be logged
 
     def count(self, trials: list[FrozenTrial], owner: str) -> None:
         """Count trials written by a reconciliation: this job's own, or left missing by earlier runs."""
@@ -71,199 +92,169 @@ class MirrorReport:
 
 
 class TrialMirror:
-    """The job's side: start the writer when the first trial shows it pays, then feed it trial ids.
+    """The job's side: start the writer, send it what to record, and take over if it stops."""
 
-    A child run costs the job about 20 ms. Next to short trials that is a large share, and the writer
-    takes it to another core; next to long ones it is a few percent, less than the writer's own start
-    (importing MLflow, Optuna and the plotting stack again: about 4 s of CPU, measured), which slows the trials when every core is busy (several
-    workers, or n_jobs). So the writer starts only when the first trial took under
-    ``WRITER_FOR_TRIALS_UNDER_S`` (the second one: the first also pays for importing the model's
-    code); otherwise the job writes its child runs itself.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # n_jobs threads end trials concurrently
-        self._deciding = threading.Lock()
-        self._decided = False
-        self._fallback: TrialLogger | None = None
-        self._spec: MirrorSpec | None = None
-        self._study: optuna.Study | None = None
-        self._written_here = 0  # trials the job wrote itself (long trials, or the writer stopped)
-        self._writer_ready = False
-        self._done = False  # finished or closed
+    def __init__(self, spec: StudyRunSpec, study: optuna.Study) -> None:
+        self.spec = spec
+        self.study = study
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # n_jobs threads end trials concurrently
+        self._lineage: Lineage | None = None
+        self._local: StudyRuns | None = None  # the job's own MLflow side, once the writer is gone
+        self._report = MirrorReport()  # what the job wrote itself
 
-    def start(self, spec: MirrorSpec, study: optuna.Study) -> None:
-        """Where to write: the parent run, the study, and the job's worker token."""
-        self._spec, self._study = spec, study
+    def start(self) -> None:
+        """Start the writer process; it opens MLflow and the parent run while the job goes on."""
+        try:
+            self.process = _prestarted.pop() if _prestarted else _spawn()
+        except OSError as error:
+            get_logger().warning("no MLflow writer process (%s): the job writes to MLflow itself", error)
+            return
+        self._send(("open", self.spec))
+
+    def log_lineage(self, lineage: Lineage) -> None:
+        """Log the tables the job read as inputs of the parent run."""
+        self._lineage = lineage
+        if not self._send(("lineage", lineage)):
+            with self._lock:
+                self._report.digests = self._runs().log_lineage(lineage)
 
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: hand the finished trial to the writer, or write it here."""
-        if not self._decided and self._written_here > 0:  # the first trial also paid for imports
-            self._decide(trial)
-        if self.process is not None and self._send(("trial", trial._trial_id)):
+        """Optuna callback: have the finished trial written as a child run."""
+        if self._send(("trial", trial._trial_id)):
             return
-        try:
-            self._logger().write(trial)
-            self._written_here += 1
-        except Exception as error:  # the study goes on; the next run's reconciliation writes it
-            get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
+        with self._lock:
+            runs = self._runs()
+            try:
+                self._report.written += runs.write(trial)
+            except Exception as error:  # the study goes on; the next run's reconciliation writes it
+                get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
 
-    def _decide(self, sample: FrozenTrial) -> None:
-        with self._deciding:
-            if self._decided:
-                return
-            self._decided = True
-            seconds = sample.duration.total_seconds() if sample.duration is not None else 0.0
-            if self._spec is not None and seconds < WRITER_FOR_TRIALS_UNDER_S:
-                self.process = subprocess.Popen(
-                    [*WRITER_COMMAND, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-                )
-                self._send(("start", self._spec))  # it first writes what earlier runs left missing
-
-    def finish(self, best: FrozenTrial | None) -> MirrorReport:
-        """Wait for every trial to be written, then for the results (with ``best``) on the parent run.
-
-        A writer still starting when the search ends (a short study) is stopped: the job, which has
-        MLflow loaded already, writes faster than the writer could finish starting.
-        """
-        if not self._ready():
-            self._abandon()
-        report = self._exchange(("finish", None if best is None else best.number))
-        if report is None:  # the writer stopped: do its remaining work here
-            assert self._study is not None
-            report = MirrorReport()
-            report.count(self._logger().reconcile(self._study, self._owner()), self._owner())
-            if best is not None:
-                self._logger().log_results(self._study, best)
-        report.written += self._written_here  # the first trial, or those after the writer stopped
-        self._done = True
-        for warning in report.warnings:
-            get_logger().warning("%s", warning)
+    def finish(self, best: FrozenTrial) -> MirrorReport:
+        """Wait until every trial, the results (``best``) and the parent run's end are written."""
+        report = self._exchange(("finish", best.number))
+        if report is None:  # the writer is gone: do its remaining work here
+            with self._lock:
+                runs, report = self._runs(), self._report
+                report.count(runs.catch_up(), self.spec.owner)
+                runs.log_results(best.number)
+                report.status = runs.end("FINISHED")
+                report.parent_id = runs.parent_id
+        self._warn(report)
         if report.error is not None:
             from trainyard.errors import TrainingJobError
 
             raise TrainingJobError(f"logging the study's results to MLflow failed: {report.error}")
         return report
 
-    def close(self) -> None:
-        """Stop the writer after it has written the trials it was given (the job failed or stopped)."""
-        if self._done:
+    def fail(self, status: str, error: tuple[str, str]) -> str | None:
+        """End the parent run with ``status`` and ``error`` (after the finished trials); its id, if any."""
+        report = self._exchange(("end", (status, error)))
+        if report is None:
+            try:
+                with self._lock:
+                    runs = self._runs()
+                    runs.catch_up()
+                    runs.end(status, error)
+                    return runs.parent_id
+            except Exception as tracking_error:  # the job's own error matters more; the next run repairs
+                get_logger().warning("the study's MLflow run could not be ended: %s", tracking_error)
+                return self._local.parent_id if self._local is not None else None
+        self._warn(report)
+        return report.parent_id
+
+    # -- the pipe ----------------------------------------------------------------------------------
+
+    def _send(self, message: tuple[str, Any]) -> bool:
+        """Send ``message`` to the writer; False when there is no writer (any more)."""
+        with self._lock:
+            process = self.process
+            if process is None or process.stdin is None:
+                return False
+            try:
+                pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                process.stdin.flush()
+                return True
+            except (OSError, ValueError):
+                self._gone()
+                return False
+
+    def _exchange(self, message: tuple[str, Any]) -> MirrorReport | None:
+        """Send the last message and wait for the report; None when the writer is gone."""
+        process = self.process
+        if process is None or not self._send(message):
+            return None
+        assert process.stdin is not None and process.stdout is not None
+        with self._lock:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                report = pickle.load(process.stdout)
+            except Exception:  # it stopped before answering: the job does the rest
+                report = None
+            process.wait()
+            process.stdout.close()
+            self.process = None
+        if not isinstance(report, MirrorReport):
+            _stopped(process.returncode)
+            return None
+        report.written += self._report.written
+        return report
+
+    def _gone(self) -> None:
+        """The writer stopped: reap it; from now on the job writes to MLflow itself."""
+        process, self.process = self.process, None
+        if process is None:
             return
-        self._done = True
-        if not self._ready():
-            self._abandon()
-        if self.process is not None and self._exchange(("close", None)) is not None:
-            return
-        if self._study is None or self._spec is None:
-            return  # stopped before the parent run existed: nothing to mirror yet
-        try:  # the writer stopped or never started: write what it was given here
-            self._logger().reconcile(self._study, self._spec.owner)
-        except Exception as error:  # the job's own error matters more; the next run reconciles
-            get_logger().warning("finished trials not written to MLflow: %s", error)
+        for pipe in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+        process.wait()  # reaped: its token is dead for the reconciliation that follows
+        _stopped(process.returncode)
+
+    def _runs(self) -> StudyRuns:
+        """The job's own MLflow side, opened (and caught up) on first use. Call with the lock held."""
+        if self._local is None:
+            from trainyard.io.study_runs import StudyRuns
+
+            local = StudyRuns(self.spec, self.study)
+            local.open()
+            self._local = local
+            if self._lineage is not None:
+                self._report.digests = local.log_lineage(self._lineage)
+            self._report.count(local.catch_up(), self.spec.owner)
+        return self._local
+
+    def _warn(self, report: MirrorReport) -> None:
+        for warning in report.warnings:
+            get_logger().warning("%s", warning)
 
     def __enter__(self) -> TrialMirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- the pipe ----------------------------------------------------------------------------------
-
-    def _ready(self) -> bool:
-        """Whether the writer has started (its first answer); never waits."""
-        import select
-
-        process = self.process
-        if self._writer_ready or process is None or process.stdout is None:
-            return self._writer_ready
-        if select.select([process.stdout], [], [], 0)[0]:
-            try:
-                self._writer_ready = pickle.load(process.stdout) == READY
-            except Exception:  # it died: the caller finds it stopped
-                self._writer_ready = False
-        return self._writer_ready
-
-    def _abandon(self) -> None:
-        """Stop a writer that is not ready (a child run it was writing is left RUNNING, then rewritten)."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        code = process.poll()
-        if code is None:
-            process.kill()
-            process.wait()  # reaped: its token is dead for the reconciliation that follows
-            get_logger().debug("the MLflow writer was not ready when the search ended: writing here")
-        elif code != 0:
-            get_logger().warning(
-                "the MLflow writer process stopped (exit code %s); writing the trials from the job", code
-            )
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
-    def _send(self, message: tuple[str, Any]) -> bool:
-        process = self.process
-        if process is None or process.stdin is None:
-            return False
-        with self._lock:
-            try:
-                pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                process.stdin.flush()
-                return True
-            except (BrokenPipeError, OSError, ValueError):
-                self._stopped()
-                return False
-
-    def _exchange(self, message: tuple[str, Any]) -> MirrorReport | None:
-        """Send a last message, read the report, and reap the process; None if it had stopped."""
-        process = self.process
-        report = None
-        if process is not None and self._send(message):
-            assert process.stdin is not None and process.stdout is not None
-            with self._lock:
-                process.stdin.close()
-            try:
-                report = pickle.load(process.stdout)
-                if report == READY:
-                    report = pickle.load(process.stdout)
-            except Exception:  # it died before answering, or answered garbage: do its work here
-                report = None
-        if process is not None:
-            process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-            if report is None and process.returncode != 0:
-                get_logger().warning(
-                    "the MLflow writer process stopped (exit code %s); writing the rest from the job",
-                    process.returncode,
-                )
-        self.process = None
-        return report if isinstance(report, MirrorReport) else None
-
-    def _stopped(self) -> None:
+        """Never leave a writer behind: it has had its last message, or the job is failing."""
         process, self.process = self.process, None
         if process is not None:
-            code = process.poll()
-            get_logger().warning(
-                "the MLflow writer process stopped (exit code %s); writing the trials from the job", code
-            )
+            with contextlib.suppress(OSError):
+                if process.stdin is not None:
+                    process.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
-    def _logger(self) -> TrialLogger:
-        from trainyard.io.trials import TrialLogger
 
-        if self._fallback is None:
-            assert self._spec is not None
-            spec = self._spec
-            self._fallback = TrialLogger(
-                spec.parent_id, spec.experiment_id, spec.study_name, spec.metric_names, spec.plots
-            )
-        return self._fallback
-
-    def _owner(self) -> str:
-        assert self._spec is not None
-        return self._spec.owner
+def _stopped(code: int | None) -> None:
+    """Say that the writer stopped; the job now does the MLflow work itself."""
+    if code == CANNOT_OPEN:  # the job meets the same error opening MLflow, and reports it as its own
+        get_logger().debug("the MLflow writer could not open MLflow: the job tries itself")
+        return
+    get_logger().warning(
+        "the MLflow writer process stopped (exit code %s): the job writes to MLflow itself", code
+    )
 
 
 # -- the writer process --------------------------------------------------------------------------
@@ -281,70 +272,85 @@ def _die_with_parent(parent: int) -> None:
 
 
 def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
-    """Read messages until ``finish`` or ``close``; an end of the pipe without one means the job died."""
+    """Do what the job's messages ask until ``finish`` or ``end``; then send the report.
+
+    The pipe ending without either means the job died: the next run reconciles what is missing. An
+    error opening MLflow stops the writer (exit code 2) without a word: the job then does the same
+    steps itself and reports the error as its own.
+    """
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then closes the writer
-    import mlflow.entities  # noqa: F401  (the heavy imports, while the job does its own)
-    import optuna  # noqa: F401
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then ends the run
+    inbox = _drain(messages)
+    import mlflow  # noqa: F401  (the heavy imports, while the job does its own)
+
+    from trainyard.io.study_runs import StudyRuns
 
     report = MirrorReport()
-    writer: TrialLogger | None = None
-    study: optuna.Study | None = None
-    written: set[int] = set()
+    runs: StudyRuns | None = None
     while True:
-        try:
-            kind, body = pickle.load(messages)
-        except EOFError:
-            return 1  # the job is gone: the next run reconciles what is missing
-        try:
-            if kind == "start":
-                writer, study = _open(body)
-                report.count(writer.reconcile(study, body.owner, written), body.owner)
-                pickle.dump(READY, replies)
-                replies.flush()
-                if body.plots:
-                    _warm_plots()
-            elif kind == "trial" and writer is not None and study is not None:
-                if os.getppid() != parent:  # the job died: the next run's reconciliation writes the rest
-                    return 1
-                trial = study._storage.get_trial(body)
-                if trial.number not in written:
-                    writer.write(trial)
-                    written.add(trial.number)
-                    report.written += 1
-            elif kind in ("finish", "close"):
-                if kind == "finish" and writer is not None and study is not None and body is not None:
-                    best = next(t for t in study.get_trials(deepcopy=False) if t.number == body)
-                    writer.log_results(study, best)
-                pickle.dump(report, replies)
-                replies.flush()
-                return 0
-        except Exception as error:
-            if kind in ("finish", "start"):
+        message = inbox.get()
+        if message is None:
+            return 1
+        kind, body = message
+        if kind == "open":
+            try:
+                runs = StudyRuns(body)
+                report.parent_id = runs.open()
+                report.count(runs.catch_up(), body.owner)
+            except Exception:
+                return CANNOT_OPEN
+            if body.plots:
+                _warm_plots()
+            continue
+        assert runs is not None, "the job opens the writer first"
+        if kind == "lineage":
+            try:
+                report.digests = runs.log_lineage(body)
+            except Exception:
+                return CANNOT_OPEN  # the job logs it itself, and reports the error if it is one
+        elif kind == "trial":
+            if os.getppid() != parent:  # the job died: the next run's reconciliation writes the rest
+                return 1
+            try:
+                report.written += runs.write_by_id(body)
+            except Exception as error:
+                report.warnings.append(
+                    f"trial id {body} not written to MLflow: {type(error).__name__}: {error}"
+                )
+        elif kind == "finish":
+            try:
+                runs.log_results(body)
+            except Exception as error:
                 report.error = f"{type(error).__name__}: {error}"
-                if kind == "finish":
-                    pickle.dump(report, replies)
-                    replies.flush()
-                    return 0
-                return 1  # could not start: the job writes everything itself
-            report.warnings.append(f"trial {body} not written to MLflow: {type(error).__name__}: {error}")
+            report.status = runs.end("FINISHED" if report.error is None else "FAILED")
+            break
+        elif kind == "end":
+            status, failure = body
+            report.status = runs.end(status, failure)
+            break
+    pickle.dump(report, replies)
+    replies.flush()
+    return 0
 
 
-def _open(spec: MirrorSpec) -> tuple[TrialLogger, optuna.Study]:
-    import mlflow
-    import optuna
+def _drain(messages: IO[bytes]) -> queue.Queue[tuple[str, Any] | None]:
+    """Read the job's messages as they come, so that the job never waits on a full pipe.
 
-    from trainyard.io.studies import StudyStorage
-    from trainyard.io.tracking import quiet_mlflow
-    from trainyard.io.trials import TrialLogger
+    The writer is busy loading MLflow when the job sends it the tables it read (for the lineage):
+    unread, they would fill the pipe and hold the job up until the writer is ready.
+    """
+    inbox: queue.Queue[tuple[str, Any] | None] = queue.Queue()
 
-    quiet_mlflow()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    mlflow.set_tracking_uri(spec.tracking_uri)
-    storage = StudyStorage.model_validate(spec.storage).open(spec.tracking_uri)
-    study = optuna.load_study(study_name=spec.study_name, storage=storage)
-    writer = TrialLogger(spec.parent_id, spec.experiment_id, spec.study_name, spec.metric_names, spec.plots)
-    return writer, study
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(pickle.load(messages))
+            except Exception:  # the end of the pipe (the job is gone or done), or a broken message
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, name="trainyard-writer-inbox", daemon=True).start()
+    return inbox
 
 
 def _warm_plots() -> None:

@@ -112,19 +112,24 @@ def claim_parent(study: optuna.Study, tracking_uri: str) -> float | None:
 
 
 def shared_parent_run(
-    study: optuna.Study, tracking_uri: str, exists: Callable[[str], bool], claimed_at: float | None = None
+    study: optuna.Study,
+    tracking_uri: str,
+    exists: Callable[[str], bool],
+    claimed_at: float | None = None,
+    token: str | None = None,
 ) -> str | None:
     """The MLflow parent run of ``study`` in that store; None when this worker is the one to create it.
 
     Workers that start a new study together elect one creator: each claims the study, waits for the
     claims to settle, and the last claim stands (the storage orders writes); the others wait for the
     creator's run id. A parent that MLflow no longer has, or a creator that died, is replaced.
-    ``claimed_at`` is the time of this worker's claim_parent() claim, if it made one.
+    ``claimed_at`` is the time of this worker's claim_parent() claim, if it made one; ``token`` the
+    worker's token (default: this process's), for a writer process that acts for its job.
     """
     parent = study.user_attrs.get(parent_attr(tracking_uri))
     if parent and exists(str(parent)):
         return str(parent)
-    token = worker_token()
+    token = token or worker_token()
     claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
     if claimed_at is None and (claim is None or not token_alive(str(claim))):
         study.set_user_attr(parent_attr(tracking_uri, claim=True), token)
@@ -150,11 +155,11 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
-def others_running(study: optuna.Study) -> bool:
-    """Whether another live worker has a trial of ``study`` running (it still writes to the parent run)."""
+def others_running(study: optuna.Study, mine: str | None = None) -> bool:
+    """Whether a live worker other than ``mine`` (default: this process) has a trial of ``study`` running."""
     from optuna.trial import TrialState
 
-    mine = worker_token()
+    mine = mine or worker_token()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         token = str(trial.user_attrs.get(WORKER_ATTR, ""))
         if token and token != mine and token_alive(token):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,20 @@ from pydantic import Field, PrivateAttr
 from trainyard.component import Component
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CONFIG_ARTIFACT = "config.yaml"
+ERROR_TAG = "trainyard.error"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a job records on its run before its steps: the resolved config, its params and tags.
+
+    Plain data, made without MLflow: a job can hand it to the process that writes its run.
+    """
+
+    config_text: str
+    params: dict[str, str]
+    tags: dict[str, str]
 
 
 class MlflowService(Component):
@@ -73,11 +88,45 @@ class MlflowService(Component):
             return run
         return mlflow.start_run(run_name=self.run_name, tags={**self.tags, **tags})
 
+    def begin_run(self, record: RunRecord, run_id: str | None = None) -> Any:
+        """Start (or resume) the active run and log the config and params of ``record`` on it."""
+        import mlflow
+
+        from trainyard.io.logging import get_logger
+
+        run = self.start_run(record.tags, run_id=run_id)
+        try:
+            mlflow.log_text(record.config_text, CONFIG_ARTIFACT)
+            params = record.params
+            if run_id is not None:  # a resumed run keeps its params (a budget may have changed since)
+                params = {k: v for k, v in params.items() if k not in run.data.params}
+                if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
+                    mlflow.MlflowClient().delete_tag(run_id, ERROR_TAG)
+            mlflow.log_params(params)
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.experiment)
+        return run
+
     def ui_command(self) -> str:
         """How to look at the runs: the server's address, or the command that opens the UI on the store."""
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"open {self.tracking_uri}"
         return f"mlflow ui --backend-store-uri {self.resolved_tracking_uri}"
+
+
+def record_error(description: str, details: str) -> None:
+    """Put an error on the active run: a tag with ``description``, an artifact with ``details``."""
+    import mlflow
+
+    try:
+        mlflow.set_tag(ERROR_TAG, description[:5000])
+        mlflow.log_text(details, "error.txt")
+    except Exception as logging_error:  # the original error matters more than this one
+        from trainyard.io.logging import get_logger
+
+        get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
 
 
 def absolute_sqlite_uri(uri: str) -> str:

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from trainyard.errors import DataAccessError, JobCancelledError, TrainyardError
 from trainyard.io.alerts import AlertKind, ConsoleAlert, notify_all
 from trainyard.io.console import console
 from trainyard.io.logging import LoggerService, get_logger
-from trainyard.io.tracking import MlflowService
+from trainyard.io.tracking import MlflowService, RunRecord, record_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,10 +28,8 @@ if TYPE_CHECKING:
     from trainyard.io.readers import Reader
 
 Locals = dict[str, Any]
-CONFIG_ARTIFACT = "config.yaml"
 CONFIG_HASH_TAG = "trainyard.config_hash"
 KIND_TAG = "trainyard.kind"
-ERROR_TAG = "trainyard.error"
 # Not logged as params: where the job runs (services), and data rules keyed by column names that
 # MLflow may refuse as param keys. All of it is in the logged config.yaml.
 _UNLOGGED_FIELDS = {"logger", "alerts", "mlflow", "schema"}
@@ -77,7 +75,7 @@ class Job(Component, abc.ABC):
             self.__exit__(type(error), error, None)
             raise
         try:
-            self.mlflow.start()
+            self.start_tracking()
         except Exception as error:
             self.__exit__(type(error), error, None)
             raise TrainyardError(
@@ -94,6 +92,10 @@ class Job(Component, abc.ABC):
     def prepare(self) -> None:
         """What a job can do before MLflow is loaded (about a second), while nothing needs it."""
 
+    def start_tracking(self) -> None:
+        """Open MLflow for the job's run (a job that hands its MLflow work to another process does not)."""
+        self.mlflow.start()
+
     @abc.abstractmethod
     def run(self) -> Locals:
         """Run the job's steps; return its local variables."""
@@ -104,58 +106,38 @@ class Job(Component, abc.ABC):
         """The complete validated config of this job (secrets masked), as plain data."""
         return {"job": self.model_dump(mode="json", by_alias=True)}
 
-    @contextmanager
-    def tracked_run(
-        self,
-        run_id: str | None = None,
-        tags: dict[str, str] | None = None,
-        in_use_elsewhere: Callable[[], bool] | None = None,
-    ) -> Iterator[Any]:
-        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING.
-
-        ``run_id`` resumes an existing run (a tuning study's parent) instead of starting one. A run
-        shared by several workers stays RUNNING when this one succeeds while ``in_use_elsewhere()``
-        says another is still at work: the last one to finish ends it.
-        """
-        import mlflow
+    def run_record(self, tags: dict[str, str] | None = None) -> RunRecord:
+        """The config (text and hash tag), params and tags this job's run records, made without MLflow."""
         import yaml
 
         config = self.resolved_config()
         text = yaml.safe_dump(config, sort_keys=False)
         digest = hashlib.sha256(text.encode()).hexdigest()  # `sha256sum config.yaml` gives the same
-        run = self.mlflow.start_run(
-            tags={**(tags or {}), KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest}, run_id=run_id
-        )
+        params = _flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS})
+        return RunRecord(text, params, {**(tags or {}), KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest})
+
+    @contextmanager
+    def tracked_run(self, tags: dict[str, str] | None = None) -> Iterator[Any]:
+        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING."""
+        import mlflow
+
+        run = self.mlflow.begin_run(self.run_record(tags))
         status = "FAILED"
         try:
-            mlflow.log_text(text, CONFIG_ARTIFACT)
-            params = _flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS})
-            if run_id is not None:  # a resumed run keeps its params (a budget may have changed since)
-                params = {k: v for k, v in params.items() if k not in run.data.params}
-                if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
-                    mlflow.MlflowClient().delete_tag(run_id, ERROR_TAG)
-            mlflow.log_params(params)
-            get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.mlflow.experiment)
             yield run
             status = "FINISHED"
         except BaseException as error:
-            cancelled = isinstance(error, KeyboardInterrupt)
-            status = "KILLED" if cancelled else "FAILED"
-            _record_error(error)
-            verb = "was cancelled" if cancelled else "failed"
-            notify_all(
-                self.alerts,
-                f"Trainyard {self.KIND} job {verb}",
-                f"run {run.info.run_id}: {_describe(error)}",
-            )
+            status = ending_status(error)
+            record_error(describe(error), "".join(traceback.format_exception(error)))
+            self.announce_failure(error, f"run {run.info.run_id}")
             raise
         finally:
-            if status == "FINISHED" and in_use_elsewhere is not None and _safely(in_use_elsewhere):
-                status = "RUNNING"
-                get_logger().info(
-                    "MLflow run %s stays RUNNING: another worker still uses it", run.info.run_id
-                )
             mlflow.end_run(status)
+
+    def announce_failure(self, error: BaseException, where: str) -> None:
+        """Tell every alert destination that the job failed (or was cancelled), and why."""
+        verb = "was cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+        notify_all(self.alerts, f"Trainyard {self.KIND} job {verb}", f"{where}: {describe(error)}")
 
     @contextmanager
     def step(self, title: str, spinner: bool = True) -> Iterator[Step]:
@@ -193,34 +175,20 @@ class Job(Component, abc.ABC):
         notify_all(self.alerts, title, "\n".join(f"{key}: {value}" for key, value in summary.items()))
 
 
-def _safely(check: Callable[[], bool]) -> bool:
-    try:
-        return check()
-    except Exception as error:  # ending the run matters more than this refinement
-        get_logger().warning("could not check whether another worker uses the run: %s", error)
-        return False
-
-
 def _cancel_on_sigterm(signum: int, frame: object) -> None:
     raise JobCancelledError("the job was terminated (SIGTERM)")
 
 
-def _describe(error: BaseException) -> str:
+def ending_status(error: BaseException) -> str:
+    """The MLflow status of a run that ``error`` ended: KILLED when cancelled, FAILED otherwise."""
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def describe(error: BaseException) -> str:
+    """The one-line account of an error that users see (and that alerts send)."""
     if isinstance(error, KeyboardInterrupt):
         return str(error) or "interrupted (Ctrl-C)"
     return str(error) if isinstance(error, TrainyardError) else f"{type(error).__name__}: {error}"
-
-
-def _record_error(error: BaseException) -> None:
-    """Put the error on the active run: a tag with the message, an artifact with the traceback."""
-    import mlflow
-
-    try:
-        mlflow.set_tag(ERROR_TAG, _describe(error)[:5000])
-        text = "".join(traceback.format_exception(error))
-        mlflow.log_text(text, "error.txt")
-    except Exception as logging_error:  # the original error matters more than this one
-        get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, str]:

@@ -67,17 +67,22 @@ class SupervisedJob(Job):
         """Read and validate inputs and targets (a step), then log both as lineage (a step)."""
         import mlflow
 
-        with self.step("read inputs and targets") as step:
-            inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
-            targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
-            step.note(f"inputs {inputs.shape}, targets {targets.shape}")
-            _check_same_rows(inputs, targets)
+        inputs, targets = self.read_inputs_and_targets()
         with self.step("log lineage") as step:
             inputs_lineage = self.inputs.lineage(inputs, "inputs")
             targets_lineage = self.targets.lineage(targets, "targets")
             mlflow.log_input(inputs_lineage, context="inputs")
             mlflow.log_input(targets_lineage, context="targets")
             step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
+        return inputs, targets
+
+    def read_inputs_and_targets(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Read and validate inputs and targets (a step)."""
+        with self.step("read inputs and targets") as step:
+            inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
+            targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
+            step.note(f"inputs {inputs.shape}, targets {targets.shape}")
+            _check_same_rows(inputs, targets)
         return inputs, targets
 
 

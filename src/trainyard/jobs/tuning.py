@@ -11,6 +11,7 @@ import hashlib
 import json
 import signal
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,11 +33,10 @@ if TYPE_CHECKING:
 
     from trainyard.core.models import Model
     from trainyard.io.mirror import TrialMirror
+    from trainyard.io.study_runs import StudyRunSpec
     from trainyard.utils.splitters import Fold
 
-STUDY_TAG = "trainyard.study"
 KEEP_FOLD_COPIES_UP_TO = 512 * 2**20  # bytes: larger data is sliced again for every trial
-TRIAL_TAG = "trainyard.trial"
 
 
 class TuningJob(SupervisedJob):
@@ -53,7 +53,7 @@ class TuningJob(SupervisedJob):
     study: StudyStorage = Field(default_factory=StudyStorage, description="Where the study is stored.")
     plots: bool = Field(True, description="Log optimization history, importances and parallel coordinates.")
 
-    _opened: tuple[Any, float | None] | None = PrivateAttr(None)  # the study, and when its parent was claimed
+    _opened: tuple[Any, Any] | None = PrivateAttr(None)  # the study and its MLflow writer
 
     @field_validator("best_by")
     @classmethod
@@ -102,15 +102,17 @@ class TuningJob(SupervisedJob):
         return f"{self.mlflow.experiment}-{digest}"
 
     def prepare(self) -> None:
-        """Open the study and claim its parent run before MLflow loads (the claim's wait overlaps it)."""
+        """Open the study, claim its parent run and start the MLflow writer: the job never loads MLflow."""
         import optuna
 
+        from trainyard.io.mirror import TrialMirror
         from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         name = self.study_name()
+        tracking_uri = self.mlflow.resolved_tracking_uri
         with self.step("open study") as step:
-            storage = self.study.open(self.mlflow.resolved_tracking_uri)
+            storage = self.study.open(tracking_uri)
             study = optuna.create_study(
                 study_name=name,
                 storage=storage,
@@ -121,52 +123,28 @@ class TuningJob(SupervisedJob):
             )
             self._check_directions(study)
             dead = fail_trials_of_dead_workers(storage, study)
-            step.note(
-                f"{name} in {self.study.location(self.mlflow.resolved_tracking_uri)}: "
-                f"{_count_finished(study)} finished"
-            )
+            step.note(f"{name} in {self.study.location(tracking_uri)}: {_count_finished(study)} finished")
             if dead:
                 step.note(f"trials {dead} of dead workers marked failed")
-        self._opened = (study, claim_parent(study, self.mlflow.resolved_tracking_uri))
+        mirror = TrialMirror(self._run_spec(name, claim_parent(study, tracking_uri)), study)
+        mirror.start()
+        self._opened = (study, mirror)
+
+    def start_tracking(self) -> None:
+        """Nothing: the writer process (or, without it, ``TrialMirror`` in this one) opens MLflow."""
 
     def run(self) -> Locals:
-        from trainyard.io.mirror import MirrorSpec, TrialMirror
-        from trainyard.io.studies import others_running, parent_attr, shared_parent_run, worker_token
+        from trainyard.jobs.base import describe, ending_status
 
         if self._opened is None:
             self.prepare()
         assert self._opened is not None
-        study, claimed_at = self._opened
+        study, mirror = self._opened
         name = study.study_name
-        # Writes a child run per finished trial: in a writer process when trials are short.
-        with TrialMirror() as mirror:
-            experiment_id = self.mlflow.experiment_id()
-            tracking_uri = self.mlflow.resolved_tracking_uri
-            parent_id = shared_parent_run(
-                study,
-                tracking_uri,
-                exists=lambda run_id: _run_exists(run_id, experiment_id, name),
-                claimed_at=claimed_at,
-            )
-            with self.tracked_run(
-                run_id=parent_id, tags={STUDY_TAG: name}, in_use_elsewhere=lambda: others_running(study)
-            ) as run:
-                if parent_id is None:
-                    study.set_user_attr(parent_attr(tracking_uri), run.info.run_id)
-                mirror.start(
-                    MirrorSpec(
-                        tracking_uri=self.mlflow.resolved_tracking_uri,
-                        storage=self.study.model_dump(),
-                        study_name=name,
-                        parent_id=run.info.run_id,
-                        experiment_id=experiment_id,
-                        metric_names=[m.name for m in self.metrics],
-                        owner=worker_token(),
-                        plots=self.plots,
-                    ),
-                    study,
-                )
-                inputs, targets = self.read_data()
+        with mirror:
+            try:
+                inputs, targets = self.read_inputs_and_targets()
+                mirror.log_lineage([(self.inputs, inputs, "inputs"), (self.targets, targets, "targets")])
                 with self.step("make folds") as step:
                     folds = self.splitter.folds(inputs, targets)
                     step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
@@ -176,16 +154,23 @@ class TuningJob(SupervisedJob):
                     step.note(f"{_count_finished(study)} trials finished in the study")
                 with self.step("log results") as step:
                     best = self._best_trial(study)
-                    written = mirror.finish(best)
-                    step.note(f"{written.written} child runs written")
-                    if written.reconciled:
+                    report = mirror.finish(best)
+                    step.note(f"MLflow run {report.parent_id}: {report.written} child runs written")
+                    if report.reconciled:
                         step.note(
-                            f"{written.reconciled} finished trials were missing in MLflow and are written now"
+                            f"{report.reconciled} finished trials were missing in MLflow and are written now"
                         )
+                    step.note(f"lineage digests {', '.join(report.digests)}")
                     step.note(f"best trial {best.number}: {_format(best.params)}")
+            except BaseException as error:
+                details = "".join(traceback.format_exception(error))
+                parent = mirror.fail(ending_status(error), (describe(error), details))
+                self.announce_failure(error, f"run {parent}" if parent else f"study {name}")
+                raise
         scores = dict(zip([m.name for m in self.metrics], best.values, strict=True))
         summary = {
-            "run": run.info.run_id,
+            "run": str(report.parent_id)
+            + ("" if report.status != "RUNNING" else " (another worker still uses it)"),
             "study": f"{name} ({_count_finished(study)} trials)",
             "best": ", ".join(f"{k}={v:.4g}" for k, v in scores.items()),
             "params": _format(best.params),
@@ -193,6 +178,21 @@ class TuningJob(SupervisedJob):
         }
         self.report("Tuning finished", summary)
         return locals()
+
+    def _run_spec(self, name: str, claimed_at: float | None) -> StudyRunSpec:
+        from trainyard.io.studies import worker_token
+        from trainyard.io.study_runs import STUDY_TAG, StudyRunSpec
+
+        return StudyRunSpec(
+            mlflow=self.mlflow.model_dump(),
+            storage=self.study.model_dump(),
+            study_name=name,
+            claimed_at=claimed_at,
+            owner=worker_token(),
+            record=self.run_record({STUDY_TAG: name}),
+            metric_names=[m.name for m in self.metrics],
+            plots=self.plots,
+        )
 
     def _check_directions(self, study: optuna.Study) -> None:
         directions = [d.name.lower() for d in study.directions]
@@ -392,26 +392,6 @@ def _count_finished(study: optuna.Study) -> int:
     from trainyard.io.studies import finished_trials
 
     return len(finished_trials(study))
-
-
-def _run_exists(run_id: str, experiment_id: str, study: str) -> bool:
-    """Whether this store has the study's parent run (not deleted), in the job's experiment."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = MlflowClient().get_run(run_id)
-    except MlflowException:
-        return False
-    if run.info.lifecycle_stage != "active":
-        return False
-    if run.info.experiment_id != experiment_id:
-        experiment = MlflowClient().get_experiment(run.info.experiment_id).name
-        raise ConfigurationError(
-            f"job.mlflow.experiment: study {study!r} is tracked in experiment {experiment!r}; "
-            f"set job.mlflow.experiment={experiment}, or choose another job.study.name"
-        )
-    return True
 
 
 def _format(params: dict[str, Any]) -> str:

@@ -1,0 +1,183 @@
+"""The MLflow side of a tuning job, whichever process runs it: the study's parent run and its children.
+
+The tuning job hands all of it to a writer process (``trainyard.io.mirror``) so that MLflow is never
+loaded in the job, and runs the very same steps itself when the writer is gone. Every step is safe to
+repeat: the parent run is found again through the study, a resumed run keeps its params, and trials
+are written once, from the study's storage (the record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from trainyard.errors import ConfigurationError, TrainyardError
+from trainyard.io.tracking import MlflowService, RunRecord, record_error
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from optuna.trial import FrozenTrial
+
+    from trainyard.io.readers import Reader
+    from trainyard.io.trials import TrialLogger
+
+STUDY_TAG = "trainyard.study"
+
+# (reader, data, context): what a job read, to log as the run's input lineage
+Lineage = list[tuple["Reader", "pd.DataFrame", str]]
+
+
+@dataclass(frozen=True)
+class StudyRunSpec:
+    """Everything the study's MLflow side needs, as plain data that can go through a pipe."""
+
+    mlflow: dict[str, Any]  # MlflowService settings
+    storage: dict[str, Any]  # StudyStorage settings
+    study_name: str
+    claimed_at: float | None  # when the job claimed the parent run's creation (time.monotonic())
+    owner: str  # the job's worker token: its trials, and its claim
+    record: RunRecord
+    metric_names: list[str]
+    plots: bool
+
+
+class StudyRuns:
+    """Opens the study's parent run, logs lineage, writes trials, logs the results, ends the run."""
+
+    def __init__(self, spec: StudyRunSpec, study: optuna.Study | None = None) -> None:
+        self.spec = spec
+        self.study = study
+        self.service = MlflowService.model_validate(spec.mlflow)
+        self.parent_id: str | None = None
+        self.written: set[int] = set()  # trial numbers that have a child run
+        self._trials: TrialLogger | None = None
+
+    def open(self) -> str:
+        """Open the store and experiment, then start or resume the study's shared parent run."""
+        import mlflow
+
+        from trainyard.io.studies import parent_attr, shared_parent_run
+        from trainyard.io.trials import TrialLogger
+
+        try:
+            self.service.start()
+        except Exception as error:
+            raise TrainyardError(
+                f"cannot open the MLflow store {self.service.tracking_uri}: {error}"
+            ) from error
+        study = self._study()
+        uri = self.service.resolved_tracking_uri
+        experiment_id = self.service.experiment_id()
+        parent = shared_parent_run(
+            study,
+            uri,
+            exists=lambda run_id: _run_exists(run_id, experiment_id, study.study_name),
+            claimed_at=self.spec.claimed_at,
+            token=self.spec.owner,
+        )
+        run = self.service.begin_run(self.spec.record, run_id=parent)
+        self.parent_id = run.info.run_id
+        if parent is None:
+            try:
+                study.set_user_attr(parent_attr(uri), self.parent_id)
+            except BaseException:
+                mlflow.end_run("FAILED")
+                raise
+        self._trials = TrialLogger(
+            self.parent_id, experiment_id, study.study_name, self.spec.metric_names, self.spec.plots
+        )
+        return self.parent_id
+
+    def log_lineage(self, lineage: Lineage) -> list[str]:
+        """Log each table as an input of the parent run; return their digests."""
+        import mlflow
+
+        digests = []
+        for reader, data, context in lineage:
+            dataset = reader.lineage(data, context)
+            mlflow.log_input(dataset, context=context)
+            digests.append(dataset.digest)
+        return digests
+
+    def catch_up(self) -> list[FrozenTrial]:
+        """Write every finished trial without a child run (this job's, and those earlier runs left)."""
+        return self._logger().reconcile(self._study(), self.spec.owner, self.written)
+
+    def write(self, trial: FrozenTrial) -> bool:
+        """Write one finished trial's child run, unless it has one; whether it wrote it."""
+        if trial.number in self.written:
+            return False
+        self._logger().write(trial)
+        self.written.add(trial.number)
+        return True
+
+    def write_by_id(self, trial_id: int) -> bool:
+        """``write`` for a trial named by its storage id (what a job sends its writer)."""
+        return self.write(self._study()._storage.get_trial(trial_id))
+
+    def log_results(self, best_number: int) -> None:
+        """Best params and scores, the trials table and the plots, on the parent run."""
+        study = self._study()
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == best_number)
+        self._logger().log_results(study, best)
+
+    def end(self, status: str, error: tuple[str, str] | None = None) -> str:
+        """End the parent run with ``status`` (and ``error``: its description and details).
+
+        A run that another live worker still uses stays RUNNING after a success: the last one ends it.
+        Returns the status the run was left in.
+        """
+        import mlflow
+
+        from trainyard.io.logging import get_logger
+        from trainyard.io.studies import others_running
+
+        if error is not None:
+            record_error(*error)
+        if status == "FINISHED":
+            try:
+                if others_running(self._study(), self.spec.owner):
+                    status = "RUNNING"
+                    get_logger().info(
+                        "MLflow run %s stays RUNNING: another worker still uses it", self.parent_id
+                    )
+            except Exception as check_error:  # ending the run matters more than this refinement
+                get_logger().warning("could not check whether another worker uses the run: %s", check_error)
+        mlflow.end_run(status)
+        return status
+
+    def _study(self) -> optuna.Study:
+        if self.study is None:
+            import optuna
+
+            from trainyard.io.studies import StudyStorage
+
+            storage = StudyStorage.model_validate(self.spec.storage).open(self.service.resolved_tracking_uri)
+            self.study = optuna.load_study(study_name=self.spec.study_name, storage=storage)
+        return self.study
+
+    def _logger(self) -> TrialLogger:
+        if self._trials is None:
+            raise RuntimeError("the study's parent run is not open")
+        return self._trials
+
+
+def _run_exists(run_id: str, experiment_id: str, study: str) -> bool:
+    """Whether this store has the study's parent run (not deleted), in the job's experiment."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.lifecycle_stage != "active":
+        return False
+    if run.info.experiment_id != experiment_id:
+        experiment = MlflowClient().get_experiment(run.info.experiment_id).name
+        raise ConfigurationError(
+            f"job.mlflow.experiment: study {study!r} is tracked in experiment {experiment!r}; "
+            f"set job.mlflow.experiment={experiment}, or choose another job.study.name"
+        )
+    return True
