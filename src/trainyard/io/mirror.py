@@ -78,7 +78,7 @@ class MirrorReport:
     status: str | None = None  # the parent run's status as left: FINISHED, FAILED, KILLED or RUNNING
     written: int = 0  # child runs of this job's trials
     reconciled: int = 0  # child runs of trials that earlier runs left unwritten
-    digests: list[str] = field(default_factory=list)  # of the lineage tables
+    digests: dict[str, str] = field(default_factory=dict)  # of the lineage tables, by context
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # the results could not be logged
 

@@ -89,15 +89,15 @@ class StudyRuns:
         )
         return self.parent_id
 
-    def log_lineage(self, lineage: Lineage) -> list[str]:
-        """Log each table as an input of the parent run; return their digests."""
+    def log_lineage(self, lineage: Lineage) -> dict[str, str]:
+        """Log each table as an input of the parent run; return their digests by context."""
         import mlflow
 
-        digests = []
+        digests = {}
         for reader, data, context in lineage:
             dataset = reader.lineage(data, context)
             mlflow.log_input(dataset, context=context)
-            digests.append(dataset.digest)
+            digests[context] = dataset.digest
         return digests
 
     def catch_up(self) -> list[FrozenTrial]:

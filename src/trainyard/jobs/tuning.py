@@ -160,7 +160,7 @@ class TuningJob(SupervisedJob):
                         step.note(
                             f"{report.reconciled} finished trials were missing in MLflow and are written now"
                         )
-                    step.note(f"lineage digests {', '.join(report.digests)}")
+                    step.note("lineage " + ", ".join(f"{k} digest {v}" for k, v in report.digests.items()))
                     step.note(f"best trial {best.number}: {_format(best.params)}")
             except BaseException as error:
                 details = "".join(traceback.format_exception(error))
