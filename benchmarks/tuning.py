@@ -8,18 +8,23 @@ temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.cs
   A  plain       Optuna + scikit-learn, in memory: TPESampler(seed=55), cross_val_score of a
                  DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
   B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a new
-                 SQLite MLflow store (copied from the store template), a child MLflow run per trial
-                 written by the writer process (trainyard.io.mirror), which also logs the results and
-                 plots at the end while the job waits
+                 SQLite MLflow store (copied from the store template). The job process never imports
+                 MLflow: the CLI starts the writer process (trainyard.io.mirror) before the config is
+                 validated, and it does all MLflow work (opens the store and the parent run with its
+                 config and params, logs the lineage of the tables the job sends it, writes a child
+                 run per trial id the job sends it, logs the results and plots and ends the parent
+                 run at the end, while the job waits). Steps: open study, read inputs and targets,
+                 make folds, search, log results; "start-up" is the time before the first (open study)
   B on an existing store: the store and experiment 'bikes-tuning' made beforehand (untimed), as any
                  run after the first one on a store finds them
   B, first store on this machine: XDG_CACHE_HOME is a new empty folder for that run, so the store
                  template is built during the run (MLflow's migrations), as on a machine's first run
-  what-ifs       B with one piece changed, to price it: plots off; child runs written in the job
-                 process (the writer command exits at once and the job falls back to writing them);
-                 one TPESampler instead of the per-trial seeded wrapper; the in-memory study instead of
-                 the journal (child runs in the job process too: the writer cannot read an in-memory
-                 study); then all of these at once
+  what-ifs       B with one piece changed, to price it: plots off; MLflow written by the job process
+                 (the writer command exits at once and the job falls back to doing all of the MLflow
+                 work itself: it imports MLflow, opens the store and parent run, logs the lineage,
+                 the child runs and the results); one TPESampler instead of the per-trial seeded
+                 wrapper; the in-memory study instead of the journal (MLflow in the job process too:
+                 the writer cannot read an in-memory study); then all of these at once
   --trials-long N: A and B again with N trials (interleaved, same repeats), for the overhead of a
                  longer study per trial
 Every process runs with XDG_CACHE_HOME=benchmarks/results/cache (its store templates are removed at the
@@ -32,16 +37,18 @@ process with n_jobs=2 threads. Each starts with the MLflow store and experiment 
 as a shared store has them after its first run: two workers that create them together collide, which
 is checked separately.
 Then one profiled Trainyard run: cProfile of the job process, and of its writer process (its own
-profile: the child runs, results and plots are written there). Prints markdown tables, writes
-benchmarks/results/tuning.json. See docs/benchmarks-tuning.md.
+profile: MLflow is opened, and the lineage, child runs, results and plots are written there). Prints
+markdown tables, writes benchmarks/results/tuning.json. See docs/benchmarks-tuning.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pstats
+import queue
 import re
 import sqlite3
 import statistics
@@ -116,7 +123,8 @@ print(json.dumps({"import_s": imported - start, "read_s": ready - imported, "opt
 
 # What-if launchers: `trainyard run` with one piece of the tuning job patched, in the same process.
 RUN = "import sys\nfrom trainyard.cli import main\nsys.exit(main(sys.argv[1:]))"
-# The writer process exits at once: the job notices it stopped and writes the child runs itself.
+# The writer process exits at once: the job notices it stopped and does all of the MLflow work itself
+# (TrialMirror._runs: its own StudyRuns opens the store and parent run, logs lineage, child runs, results).
 IN_THE_JOB = "import sys, trainyard.io.mirror as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
 ONE_SAMPLER = (
     "import trainyard.utils.searchers as s\n"
@@ -127,12 +135,12 @@ IN_MEMORY = (
     "s.StudyStorage.open = lambda self, uri: optuna.storages.InMemoryStorage()"
 )
 PATCHES = {
-    "child runs written in the job process (no writer process)": IN_THE_JOB,
+    "MLflow written by the job process (no writer process)": IN_THE_JOB,
     "one TPESampler (no per-trial wrapper)": ONE_SAMPLER,
     # The writer reads the trials from the study's storage: an in-memory study is the job's alone.
-    "in-memory study (no journal; child runs in the job process)": f"{IN_MEMORY}\n{IN_THE_JOB}",
+    "in-memory study (no journal; MLflow written by the job process)": f"{IN_MEMORY}\n{IN_THE_JOB}",
 }
-ALL_AT_ONCE = "plots off, one TPESampler, in-memory study, child runs in the job process"
+ALL_AT_ONCE = "plots off, one TPESampler, in-memory study, MLflow written by the job process"
 ALL_PATCHES = "\n".join((IN_THE_JOB, ONE_SAMPLER, IN_MEMORY))
 BIKES_EXPERIMENT, FOREST_EXPERIMENT = "bikes-tuning", "forest-tuning"  # job.mlflow.experiment of each
 
@@ -162,11 +170,14 @@ finally:
 os._exit(code)
 """
 # Functions whose cumulative time the profiles report: label -> (path fragment, function names).
+# The job process never imports MLflow: the writer process opens it and writes everything, unless it
+# is gone (then the job's own StudyRuns does the same; the "fallback" rows are 0 otherwise).
 PROFILED = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
-    "MLflow store: new store (template copy, first connection)": ("trainyard/io/tracking.py", ("_create_sqlite_store_once",)),
-    "MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
-    "writer process: start (Popen)": ("trainyard/io/mirror.py", ("__init__",)),
+    "writer process: spawn (Popen, by the CLI before the config is validated)": ("trainyard/io/mirror.py", ("_spawn",)),
+    "open study step (TuningJob.prepare: study, claim, writer start)": ("trainyard/jobs/tuning.py", ("prepare",)),
+    "  TrialMirror.start (takes the writer, sends it 'open')": ("trainyard/io/mirror.py", ("start",)),
+    "lineage: the tables pickled into the pipe (TrialMirror.log_lineage)": ("trainyard/io/mirror.py", ("log_lineage",)),
     "Study.optimize (the search step)": ("optuna/study/study.py", ("optimize",)),
     "objective: cross-validation": ("trainyard/jobs/tuning.py", ("__call__",)),
     "  pipeline fit (3 folds)": ("trainyard/core/models.py", ("fit",)),
@@ -178,22 +189,32 @@ PROFILED = {
     "storage: journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
     "storage: journal appends": ("journal", ("append_logs",)),  # Optuna's file backend, or Trainyard's
     "callback: trial id to the writer process (pipe)": ("trainyard/io/mirror.py", ("on_trial_end",)),
-    "  fallback: child runs written in the job (0 unless the writer stopped)": ("trainyard/io/trials.py", ("write",)),
     "callback: progress log line": ("trainyard/io/progress.py", ("on_trial_end",)),
     "callback: MaxTrialsCallback": ("optuna/_callbacks.py", ("__call__",)),
     "log results: the job waits for the writer (TrialMirror.finish)": ("trainyard/io/mirror.py", ("finish",)),
-    "log lineage (mlflow.log_input)": ("mlflow/tracking/fluent.py", ("log_input",)),
+    "fallback: MLflow opened in the job (StudyRuns.open)": ("trainyard/io/study_runs.py", ("open",)),
+    "fallback: lineage logged in the job (StudyRuns.log_lineage)": ("trainyard/io/study_runs.py", ("log_lineage",)),
+    "fallback: child runs written in the job (TrialLogger.write)": ("trainyard/io/trials.py", ("write",)),
+    "fallback: results logged in the job (TrialLogger.log_results)": ("trainyard/io/trials.py", ("log_results",)),
 }  # fmt: skip
 PROFILED_IN_WRITER = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
-    "open the study and MLflow": ("trainyard/io/mirror.py", ("_open",)),
-    "reconcile at start (search_runs, missing trials)": ("trainyard/io/trials.py", ("reconcile",)),
+    "waiting for the job's messages (inbox)": (queue.__file__ or "queue.py", ("get",)),  # not SQLAlchemy's
+    "open MLflow (StudyRuns.open: store, experiment, election, parent run)": ("trainyard/io/study_runs.py", ("open",)),
+    "  MLflow store: new store (template copy, first connection)": ("trainyard/io/tracking.py", ("_create_sqlite_store_once",)),
+    "  MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
+    "  open the study (StudyRuns._study: journal, load_study)": ("trainyard/io/study_runs.py", ("_study",)),
+    "  parent run election (shared_parent_run)": ("trainyard/io/studies.py", ("shared_parent_run",)),
+    "  parent run: start, config, params (MlflowService.begin_run)": ("trainyard/io/tracking.py", ("begin_run",)),
+    "catch up at start (StudyRuns.catch_up: search_runs, missing trials)": ("trainyard/io/study_runs.py", ("catch_up",)),
     "plotting imports during the search": ("trainyard/io/mirror.py", ("_warm_plots",)),
+    "log lineage (StudyRuns.log_lineage, mlflow.log_input)": ("trainyard/io/study_runs.py", ("log_lineage",)),
     "journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
     "child MLflow runs (TrialLogger.write)": ("trainyard/io/trials.py", ("write",)),
     "log results (table, best, plots)": ("trainyard/io/trials.py", ("log_results",)),
     "  plots": ("trainyard/io/trials.py", ("_log_plots",)),
     "    param importances (mean decrease in impurity)": ("optuna/importance/_mean_decrease_impurity.py", ("evaluate",)),
+    "end the parent run (StudyRuns.end)": ("trainyard/io/study_runs.py", ("end",)),
 }  # fmt: skip
 
 
@@ -276,12 +297,20 @@ def launch(commands: list[list[str]], folder: Path, env: dict[str, str]) -> dict
 
 
 def steps_of(log: list[tuple[float, str]], end: float) -> dict[str, float]:
-    """A Trainyard run's logged steps, the time before its first step (imports, config, services)
-    and after its last (the summary, closing the run, exiting)."""
+    """A Trainyard run's logged steps, the time before its first step (imports, config, services),
+    between its steps (handing the tables to the writer for the lineage; without a writer, opening
+    MLflow and logging the lineage in the job) and after its last (the summary, exiting)."""
     stamped = [(at, match) for at, line in log if (match := STEP_LINE.search(line))]
     steps = {match[1]: float(match[2]) for _, match in stamped}
     first_at, first = stamped[0]
-    return {"start-up": first_at - float(first[2]), **steps, "after the last step": end - stamped[-1][0]}
+    pairs = itertools.pairwise(stamped)
+    gaps = sum(max(0.0, at - float(match[2]) - before) for (before, _), (at, match) in pairs)
+    return {
+        "start-up": first_at - float(first[2]),
+        **steps,
+        "between steps": gaps,
+        "after the last step": end - stamped[-1][0],
+    }
 
 
 def trial_stats(trials: list[list[Any]]) -> dict[str, Any]:

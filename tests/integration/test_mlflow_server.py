@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -67,3 +68,28 @@ def test_training_job_against_a_tracking_server(workdir: Path, mlflow_server: st
     model = mlflow.pyfunc.load_model("models:/diabetes@challenger")
     assert model.metadata.signature is not None
     assert not (workdir / "mlruns").exists(), "artifacts went to the server, not the working folder"
+
+
+def test_tuning_job_against_a_tracking_server(
+    workdir: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The writer process does the MLflow work over HTTP; what MLflow prints never mixes with its replies."""
+    overrides = [
+        f"job.mlflow.tracking_uri={mlflow_server}",
+        "job.mlflow.experiment=served-tuning",
+        "job.searcher.n_trials=4",
+        "job.searcher.n_jobs=1",
+    ]
+    assert main(["run", str(CONFS / "tuning.yaml"), *overrides]) == 0
+    err = capsys.readouterr().err
+    err = " ".join(err.split())  # log lines unwrapped
+    assert "writer process stopped" not in err and "4 child runs written" in err
+    client = mlflow.MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("served-tuning").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 4
+    writers = {r.data.tags["trainyard.writer"].split(":")[1] for r in children}
+    assert str(os.getpid()) not in writers, "written by the writer process"
+    plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots

@@ -319,6 +319,8 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
                 )
         elif kind == "finish":
             try:
+                if report.warnings:  # a trial it could not write: one more try, before the results
+                    report.count(runs.catch_up(), runs.spec.owner)
                 runs.log_results(body)
             except Exception as error:
                 report.error = f"{type(error).__name__}: {error}"
@@ -366,6 +368,11 @@ def _warm_plots() -> None:
 if __name__ == "__main__":  # messages must unpickle as trainyard.io.mirror's classes, not __main__'s
     from trainyard.io.mirror import serve as serve_from_module
 
-    code = serve_from_module(int(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)
-    sys.stdout.flush()
+    # The replies get a descriptor of their own; what is printed (MLflow prints run URLs when runs end
+    # on a tracking server) goes to stderr instead of corrupting them.
+    replies_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    code = serve_from_module(int(sys.argv[1]), sys.stdin.buffer, replies_out)
+    replies_out.flush()
     os._exit(code)  # everything is written and committed: skip the second-long teardown of the modules

@@ -153,6 +153,7 @@ class StudyRuns:
 
             from trainyard.io.studies import StudyStorage
 
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
             storage = StudyStorage.model_validate(self.spec.storage).open(self.service.resolved_tracking_uri)
             self.study = optuna.load_study(study_name=self.spec.study_name, storage=storage)
         return self.study
