@@ -102,6 +102,7 @@ class TrialMirror:
         self._lineage: Lineage | None = None
         self._local: StudyRuns | None = None  # the job's own MLflow side, once the writer is gone
         self._report = MirrorReport()  # what the job wrote itself
+        self._cannot_open = False  # the job's own attempt to open MLflow failed
 
     def start(self) -> None:
         """Start the writer process; it opens MLflow and the parent run while the job goes on."""
@@ -151,6 +152,8 @@ class TrialMirror:
         """End the parent run with ``status`` and ``error`` (after the finished trials); its id, if any."""
         report = self._exchange(("end", (status, error)))
         if report is None:
+            if self._cannot_open:  # that is the job's error, or came before it: already said
+                return None
             try:
                 with self._lock:
                     runs = self._runs()
@@ -219,7 +222,11 @@ class TrialMirror:
             from trainyard.io.study_runs import StudyRuns
 
             local = StudyRuns(self.spec, self.study)
-            local.open()
+            try:
+                local.open()
+            except BaseException:
+                self._cannot_open = True
+                raise
             self._local = local
             if self._lineage is not None:
                 self._report.digests = local.log_lineage(self._lineage)
