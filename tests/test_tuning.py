@@ -149,6 +149,39 @@ def test_tpe_models_one_metric_jointly_by_default() -> None:
     assert independent.infer_relative_search_space(study, asked) == {}
 
 
+@pytest.mark.parametrize(
+    ("override", "same"),
+    [
+        ("job.searcher.n_trials=50", True),
+        ("job.searcher.timeout=600", True),
+        ("job.searcher.n_jobs=2", True),
+        ("job.plots=true", True),
+        ("job.splitter.n_splits=3", True),  # the value it had, written out
+        ("job.searcher.sampler.multivariate=null", True),  # the default, written out
+        ("job.searcher.sampler.seed=56", False),
+        ("job.searcher.space.max_depth=range(2, 11)", False),
+        ("job.splitter.n_splits=4", False),
+        ("job.splitter={KIND: kfold, n_splits: 3, shuffle: false}", False),
+        ("job.metrics=[mae]", False),
+        ("job.model.params.random_state=1", False),
+        ("job.mlflow.experiment=other", False),
+    ],
+)
+def test_default_study_names_follow_what_is_searched(workdir: Path, override: str, same: bool) -> None:
+    config = tuning(workdir)
+    name = load_settings([config]).job.study_name()
+    assert (load_settings([config], [override]).job.study_name() == name) is same
+
+
+def test_study_names_hash_no_default_so_new_fields_and_defaults_keep_them() -> None:
+    from trainyard.jobs.tuning import _explicit
+    from trainyard.utils.splitters import KFoldSplitter
+
+    assert _explicit(KFoldSplitter()) == {"KIND": "kfold"}
+    assert _explicit(KFoldSplitter(n_splits=3)) == {"KIND": "kfold", "n_splits": 3}
+    assert _explicit([KFoldSplitter(seed=None)]) == [{"KIND": "kfold", "seed": None}]
+
+
 def test_grid_search_is_exhaustive(workdir: Path, tracking_uri: str) -> None:
     config = tuning(
         workdir, "{KIND: grid, space: {max_depth: [2, 4, 6], min_samples_leaf: 'range(5, 15, step=5)'}}"

@@ -88,14 +88,18 @@ class TuningJob(SupervisedJob):
         return next(m for m in self.metrics if m.name == (self.best_by or self.metrics[0].name))
 
     def study_name(self) -> str:
-        """The configured name, or the experiment and a hash of what is searched (not of the budget)."""
+        """The configured name, or the experiment and a hash of what is searched (not of the budget).
+
+        Only settings that differ from their defaults (and every ``KIND``) are hashed: writing a default
+        out, or a new Trainyard version adding a field or changing a default, keeps the name, so a
+        rerun resumes its study.
+        """
         if self.study.name:
             return self.study.name
-        searched = self.model_dump(
-            mode="json",
-            by_alias=True,
-            include={"inputs", "targets", "model", "metrics", "splitter", "searcher"},
-        )
+        searched = {
+            name: _explicit(getattr(self, name))
+            for name in ("inputs", "targets", "model", "metrics", "splitter", "searcher")
+        }
         for budget in ("n_trials", "timeout", "n_jobs"):
             searched["searcher"].pop(budget, None)
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]
@@ -376,6 +380,25 @@ class _FoldSlices:
     def kept(self) -> bool:
         """Whether the slices are kept across trials."""
         return self._kept is not None
+
+
+def _explicit(value: Any) -> Any:
+    """``value`` as plain data without the fields left at their defaults (a component's KIND stays)."""
+    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
+
+    if isinstance(value, BaseModel):
+        explicit = {}
+        for name, field in type(value).model_fields.items():
+            setting = getattr(value, name)
+            if name == "KIND" or setting != field.get_default(call_default_factory=True):
+                explicit[field.alias or name] = _explicit(setting)
+        return explicit
+    if isinstance(value, dict):
+        return {str(key): _explicit(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_explicit(item) for item in value]
+    return to_jsonable_python(value)
 
 
 def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:
