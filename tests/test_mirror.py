@@ -104,7 +104,8 @@ def test_a_writer_that_cannot_start_leaves_the_work_to_the_job(
     plots = mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")
     artifacts = {artifact.path for artifact in plots}
     assert "plots/param_importances.png" in artifacts
-    assert "the MLflow writer process stopped (exit code 3)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the MLflow writer process stopped (exit code 3)" in err and "MLflow opened in the job" in err
 
 
 def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, tracking_uri: str) -> None:
@@ -150,4 +151,13 @@ def test_an_mlflow_store_that_cannot_open_fails_the_job_and_keeps_the_trials(
     assert "error: cannot open the MLflow store ./mlruns" in err and "Traceback" not in err
     assert "writer process stopped" not in err and "could not be ended" not in err, "the error, said once"
     assert _finished(workdir) >= 1, "the trials finished before the error are kept in the study"
+    assert _children_of(os.getpid()) == []
+
+
+def test_a_job_entered_but_never_run_leaves_no_writer(workdir: Path) -> None:
+    from trainyard.config import load_settings
+
+    job = load_settings([tuning(workdir)]).job
+    with job:
+        assert len(_children_of(os.getpid())) == 1, "prepare() starts the writer"
     assert _children_of(os.getpid()) == []

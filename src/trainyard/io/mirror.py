@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -221,12 +222,16 @@ class TrialMirror:
         if self._local is None:
             from trainyard.io.study_runs import StudyRuns
 
+            started = time.perf_counter()
             local = StudyRuns(self.spec, self.study)
             try:
                 local.open()
             except BaseException:
                 self._cannot_open = True
                 raise
+            get_logger().info(
+                "MLflow opened in the job (%.2f s): run %s", time.perf_counter() - started, local.parent_id
+            )
             self._local = local
             if self._lineage is not None:
                 self._report.digests = local.log_lineage(self._lineage)
@@ -236,6 +241,17 @@ class TrialMirror:
     def _warn(self, report: MirrorReport) -> None:
         for warning in report.warnings:
             get_logger().warning("%s", warning)
+
+    def abandon(self) -> None:
+        """Stop the writer at once: the job ends before it ran (the next run repairs what it began)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+            for pipe in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError):
+                    if pipe is not None:
+                        pipe.close()
 
     def __enter__(self) -> TrialMirror:
         return self

@@ -137,6 +137,12 @@ class TuningJob(SupervisedJob):
     def start_tracking(self) -> None:
         """Nothing: the writer process (or, without it, ``TrialMirror`` in this one) opens MLflow."""
 
+    def __exit__(self, *exc: object) -> None:
+        if self._opened is not None:  # entered, never run: stop the writer started by prepare()
+            self._opened[1].abandon()
+            self._opened = None
+        super().__exit__(*exc)
+
     def run(self) -> Locals:
         from trainyard.jobs.base import describe, ending_status
 
@@ -144,6 +150,7 @@ class TuningJob(SupervisedJob):
             self.prepare()
         assert self._opened is not None
         study, mirror = self._opened
+        self._opened = None  # the job's exit has nothing left to stop: run() ends the writer
         name = study.study_name
         with mirror:
             try:
