@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -109,7 +111,8 @@ def test_a_writer_that_cannot_start_leaves_the_work_to_the_job(
 
 
 def test_a_writer_killed_mid_study_leaves_no_trial_unwritten(workdir: Path, tracking_uri: str) -> None:
-    job = _spawn(workdir, tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=150")
+    # Two threads: the job takes over in whichever thread meets the stopped writer first.
+    job = _spawn(workdir, tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=150", "job.searcher.n_jobs=2")
     _wait_for(lambda: _finished(workdir) >= 3 and len(_children_of(job.pid)) == 1)
     (writer,) = _children_of(job.pid)
     _wait_for(lambda: _written(tracking_uri) >= 3)  # the writer is writing
@@ -154,10 +157,103 @@ def test_an_mlflow_store_that_cannot_open_fails_the_job_and_keeps_the_trials(
     assert _children_of(os.getpid()) == []
 
 
-def test_a_job_entered_but_never_run_leaves_no_writer(workdir: Path) -> None:
+def test_a_job_entered_but_never_run_leaves_no_writer_and_no_running_run(
+    workdir: Path, tracking_uri: str
+) -> None:
     from trainyard.config import load_settings
 
     job = load_settings([tuning(workdir)]).job
     with job:
         assert len(_children_of(os.getpid())) == 1, "prepare() starts the writer"
+        _wait_for(lambda: _runs_in(tracking_uri) > 0)  # the writer has opened the parent run
     assert _children_of(os.getpid()) == []
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "KILLED"
+
+
+def _runs_in(tracking_uri: str) -> int:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tune")
+    return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
+
+
+# The writer, with the results' logging broken (argv[1] is the job's pid, as for the real command).
+BROKEN_RESULTS = (
+    "import runpy, trainyard.io.trials as t\n"
+    "def broken(*args, **kwargs):\n    raise RuntimeError('the artifact store is full')\n"
+    "t.TrialLogger.log_results = broken\n"
+    "runpy.run_module('trainyard.io.mirror', run_name='__main__')"
+)
+
+
+def test_results_the_writer_cannot_log_fail_the_job_once(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(mirror, "WRITER_COMMAND", [sys.executable, "-c", BROKEN_RESULTS])
+    assert main(["run", tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=3"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "error: logging the study's results to MLflow failed: RuntimeError: the artifact store is full" in err
+    )
+    assert "could not be ended" not in err and "MLflow opened in the job" not in err
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FAILED" and len(children) == 3
+    assert "the artifact store is full" in parent.data.tags["trainyard.error"]
+
+
+class _Interrupted(io.BytesIO):
+    """A pipe whose first read is interrupted by Ctrl-C, as a job waiting for its writer can be."""
+
+    def __init__(self, data: bytes, interruptions: int) -> None:
+        super().__init__(data)
+        self.interruptions = interruptions
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.interruptions:
+            self.interruptions -= 1
+            raise KeyboardInterrupt
+        return super().read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.interruptions:
+            self.interruptions -= 1
+            raise KeyboardInterrupt
+        return super().readline(size)
+
+
+def test_a_first_interrupt_while_the_writer_ends_the_run_only_waits(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = pickle.dumps(mirror.MirrorReport(parent_id="abc", status="FINISHED"))
+    assert mirror._await_report(_Interrupted(report, 1)).parent_id == "abc"
+    said = caplog.text + capsys.readouterr().err  # wherever the trainyard logger's setup sends it
+    assert "interrupt again to stop now" in said
+    with pytest.raises(KeyboardInterrupt):
+        mirror._await_report(_Interrupted(report, 2))
+
+
+def test_sigterm_to_the_process_group_is_the_jobs_to_handle(workdir: Path, tracking_uri: str) -> None:
+    """A scheduler stopping the whole group: the writer is not in it, and ends the run for the job."""
+    command = [
+        sys.executable,
+        "-m",
+        "trainyard.cli",
+        "run",
+        tuning(workdir, SHORT_TRIALS),
+        "job.searcher.n_trials=5000",
+    ]
+    job = subprocess.Popen(
+        command,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    _wait_for(lambda: _written(tracking_uri) >= 3)
+    os.killpg(job.pid, signal.SIGTERM)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode != 0 and "writer process stopped" not in output, output
+    assert "Traceback" not in output
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "KILLED" and "SIGTERM" in parent.data.tags["trainyard.error"]

@@ -16,6 +16,7 @@ Linux the writer dies with the job, so it cannot race the next run's reconciliat
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import queue
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -57,18 +59,29 @@ def prestarted(wanted: bool = True) -> Iterator[None]:
         yield
     finally:
         while _prestarted:
-            process = _prestarted.pop()
-            process.kill()
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
+            _reap(_prestarted.pop(), kill=True)
 
 
 def _spawn() -> subprocess.Popen[bytes]:
+    """The writer, in a session of its own: signals sent to the job's terminal or process group
+    (Ctrl-C, a scheduler's SIGTERM) are the job's to handle; it dies with the job all the same."""
     return subprocess.Popen(
-        [*WRITER_COMMAND, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [*WRITER_COMMAND, str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
+
+
+def _reap(process: subprocess.Popen[bytes], kill: bool) -> None:
+    """Wait for the writer to exit (kill it first if asked) and close its pipes."""
+    if kill and process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            if pipe is not None:
+                pipe.close()
 
 
 @dataclass
@@ -80,7 +93,7 @@ class MirrorReport:
     written: int = 0  # child runs of this job's trials
     reconciled: int = 0  # child runs of trials that earlier runs left unwritten
     digests: dict[str, str] = field(default_factory=dict)  # of the lineage tables, by context
-    warnings: list[str] = field(default_factory=list)
+    messages: list[tuple[int, str]] = field(default_factory=list)  # the writer's log records (level, text)
     error: str | None = None  # the results could not be logged
 
     def count(self, trials: list[FrozenTrial], owner: str) -> None:
@@ -99,11 +112,13 @@ class TrialMirror:
         self.spec = spec
         self.study = study
         self.process: subprocess.Popen[bytes] | None = None
+        self.parent_id: str | None = None  # once a report named it
         self._lock = threading.Lock()  # n_jobs threads end trials concurrently
         self._lineage: Lineage | None = None
         self._local: StudyRuns | None = None  # the job's own MLflow side, once the writer is gone
         self._report = MirrorReport()  # what the job wrote itself
         self._cannot_open = False  # the job's own attempt to open MLflow failed
+        self._ended = False  # the parent run's end was asked for (finish, fail or abandon)
 
     def start(self) -> None:
         """Start the writer process; it opens MLflow and the parent run while the job goes on."""
@@ -139,10 +154,14 @@ class TrialMirror:
             with self._lock:
                 runs, report = self._runs(), self._report
                 report.count(runs.catch_up(), self.spec.owner)
-                runs.log_results(best.number)
-                report.status = runs.end("FINISHED")
-                report.parent_id = runs.parent_id
-        self._warn(report)
+                failure = None
+                try:
+                    runs.log_results(best.number)
+                except Exception as error:
+                    report.error = f"{type(error).__name__}: {error}"
+                    failure = (report.error, "".join(traceback.format_exception(error)))
+                report.status = runs.end("FINISHED" if failure is None else "FAILED", failure)
+                report.parent_id = self.parent_id = runs.parent_id
         if report.error is not None:
             from trainyard.errors import TrainingJobError
 
@@ -150,22 +169,39 @@ class TrialMirror:
         return report
 
     def fail(self, status: str, error: tuple[str, str]) -> str | None:
-        """End the parent run with ``status`` and ``error`` (after the finished trials); its id, if any."""
+        """End the parent run with ``status`` and ``error`` (after the finished trials); its id, if any.
+
+        Nothing more when its end was already asked for (the failure came while the results were being
+        logged), or when the job could not open MLflow (that is the failure, already said).
+        """
+        if self._ended or self._cannot_open:
+            return self.parent_id
         report = self._exchange(("end", (status, error)))
-        if report is None:
-            if self._cannot_open:  # that is the job's error, or came before it: already said
-                return None
-            try:
-                with self._lock:
-                    runs = self._runs()
-                    runs.catch_up()
-                    runs.end(status, error)
-                    return runs.parent_id
-            except Exception as tracking_error:  # the job's own error matters more; the next run repairs
-                get_logger().warning("the study's MLflow run could not be ended: %s", tracking_error)
-                return self._local.parent_id if self._local is not None else None
-        self._warn(report)
-        return report.parent_id
+        if report is not None:
+            return report.parent_id
+        try:
+            with self._lock:
+                runs = self._runs()
+                runs.catch_up()
+                runs.end(status, error)
+                return runs.parent_id
+        except Exception as tracking_error:  # the job's own error matters more; the next run repairs
+            get_logger().warning("the study's MLflow run could not be ended: %s", tracking_error)
+            return self._local.parent_id if self._local is not None else None
+
+    def abandon(self) -> None:
+        """The job ends before it ran: have the writer end what it began (KILLED), then stop it."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        self._ended = True
+        with contextlib.suppress(OSError, ValueError):
+            assert process.stdin is not None
+            pickle.dump(("end", ("KILLED", ("the job ended before it ran", ""))), process.stdin)
+            process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+        _reap(process, kill=True)
 
     # -- the pipe ----------------------------------------------------------------------------------
 
@@ -184,38 +220,40 @@ class TrialMirror:
                 return False
 
     def _exchange(self, message: tuple[str, Any]) -> MirrorReport | None:
-        """Send the last message and wait for the report; None when the writer is gone."""
+        """Send the last message and wait for the report; None when the writer is gone.
+
+        A first Ctrl-C or SIGTERM while the writer ends the run only says so; a second one stops the
+        writer and the job at once (the next run repairs the parent run).
+        """
         process = self.process
+        self._ended = True
         if process is None or not self._send(message):
             return None
         assert process.stdin is not None and process.stdout is not None
         with self._lock:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
+            report, received = None, False
             try:
-                report = pickle.load(process.stdout)
-            except Exception:  # it stopped before answering: the job does the rest
-                report = None
-            process.wait()
-            process.stdout.close()
-            self.process = None
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+                report = _await_report(process.stdout)
+                received = True
+            finally:
+                self.process = None
+                _reap(process, kill=not received)
         if not isinstance(report, MirrorReport):
             _stopped(process.returncode)
             return None
-        report.written += self._report.written
+        self.parent_id = report.parent_id
+        for level, text in report.messages:
+            get_logger().log(level, "%s", text)
         return report
 
     def _gone(self) -> None:
         """The writer stopped: reap it; from now on the job writes to MLflow itself."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        for pipe in (process.stdin, process.stdout):
-            with contextlib.suppress(OSError):
-                if pipe is not None:
-                    pipe.close()
-        process.wait()  # reaped: its token is dead for the reconciliation that follows
-        _stopped(process.returncode)
+        if process is not None:
+            _reap(process, kill=False)  # reaped: its token is dead for the reconciliation that follows
+            _stopped(process.returncode)
 
     def _runs(self) -> StudyRuns:
         """The job's own MLflow side, opened (and caught up) on first use. Call with the lock held."""
@@ -233,41 +271,39 @@ class TrialMirror:
                 "MLflow opened in the job (%.2f s): run %s", time.perf_counter() - started, local.parent_id
             )
             self._local = local
+            self.parent_id = local.parent_id
             if self._lineage is not None:
                 self._report.digests = local.log_lineage(self._lineage)
             self._report.count(local.catch_up(), self.spec.owner)
         return self._local
 
-    def _warn(self, report: MirrorReport) -> None:
-        for warning in report.warnings:
-            get_logger().warning("%s", warning)
-
-    def abandon(self) -> None:
-        """Stop the writer at once: the job ends before it ran (the next run repairs what it began)."""
-        process, self.process = self.process, None
-        if process is not None:
-            process.kill()
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                with contextlib.suppress(OSError):
-                    if pipe is not None:
-                        pipe.close()
-
     def __enter__(self) -> TrialMirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Never leave a writer behind: it has had its last message, or the job is failing."""
-        process, self.process = self.process, None
-        if process is not None:
-            with contextlib.suppress(OSError):
-                if process.stdin is not None:
-                    process.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        """Never leave a writer behind (run() asks for the run's end before it gets here)."""
+        if self.process is not None:
+            self.abandon()
+
+
+def _await_report(replies: IO[bytes]) -> Any:
+    """The writer's report; a first interruption while waiting is only announced."""
+    from trainyard.errors import JobCancelledError
+
+    try:
+        return pickle.load(replies)
+    except (KeyboardInterrupt, JobCancelledError):
+        get_logger().warning(
+            "the MLflow writer is ending the run (a second or so); interrupt again to stop now"
+        )
+    except Exception:  # it stopped before answering: the job does the rest
+        return None
+    try:
+        return pickle.load(replies)
+    except (KeyboardInterrupt, JobCancelledError):
+        raise
+    except Exception:
+        return None
 
 
 def _stopped(code: int | None) -> None:
@@ -299,7 +335,7 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
 
     The pipe ending without either means the job died: the next run reconciles what is missing. An
     error opening MLflow stops the writer (exit code 2) without a word: the job then does the same
-    steps itself and reports the error as its own.
+    steps itself and reports the error as its own. What the writer logs goes back in the report.
     """
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then ends the run
@@ -309,7 +345,9 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     from trainyard.io.study_runs import StudyRuns
 
     report = MirrorReport()
+    _collect_logs(report.messages)
     runs: StudyRuns | None = None
+    unwritten = False  # a trial could not be written: one more try before the results
     while True:
         message = inbox.get()
         if message is None:
@@ -337,25 +375,44 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
             try:
                 report.written += runs.write_by_id(body)
             except Exception as error:
-                report.warnings.append(
-                    f"trial id {body} not written to MLflow: {type(error).__name__}: {error}"
+                unwritten = True
+                get_logger().warning(
+                    "trial id %s not written to MLflow: %s: %s", body, type(error).__name__, error
                 )
         elif kind == "finish":
+            failure = None
             try:
-                if report.warnings:  # a trial it could not write: one more try, before the results
+                if unwritten:
                     report.count(runs.catch_up(), runs.spec.owner)
                 runs.log_results(body)
             except Exception as error:
                 report.error = f"{type(error).__name__}: {error}"
-            report.status = runs.end("FINISHED" if report.error is None else "FAILED")
+                failure = (report.error, "".join(traceback.format_exception(error)))
+            report.status = runs.end("FINISHED" if failure is None else "FAILED", failure)
             break
         elif kind == "end":
             status, failure = body
             report.status = runs.end(status, failure)
             break
-    pickle.dump(report, replies)
-    replies.flush()
+    try:
+        pickle.dump(report, replies)
+        replies.flush()
+    except OSError:  # the job stopped waiting (a second Ctrl-C): the run is ended all the same
+        return 1
     return 0
+
+
+def _collect_logs(into: list[tuple[int, str]]) -> None:
+    """Keep what the writer logs (a plot skipped, a run left RUNNING) for the job to log as its own."""
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            into.append((record.levelno, record.getMessage()))
+
+    logger = get_logger()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(Collect(logging.INFO))
 
 
 def _drain(messages: IO[bytes]) -> queue.Queue[tuple[str, Any] | None]:

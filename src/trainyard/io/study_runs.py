@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
-from trainyard.io.tracking import MlflowService, RunRecord, record_error
+from trainyard.io.tracking import CONFIG_ARTIFACT, ERROR_TAG, MlflowService, RunRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -50,12 +50,17 @@ class StudyRuns:
         self.study = study
         self.service = MlflowService.model_validate(spec.mlflow)
         self.parent_id: str | None = None
+        self.client: Any = None  # an MlflowClient, once open
         self.written: set[int] = set()  # trial numbers that have a child run
         self._trials: TrialLogger | None = None
 
     def open(self) -> str:
-        """Open the store and experiment, then start or resume the study's shared parent run."""
-        import mlflow
+        """Open the store and experiment, then start or resume the study's shared parent run.
+
+        Everything here goes through the client API, by run id: MLflow's active run is per thread,
+        and the job may take over from its writer in any of its n_jobs threads.
+        """
+        from mlflow import MlflowClient
 
         from trainyard.io.studies import parent_attr, shared_parent_run
         from trainyard.io.trials import TrialLogger
@@ -66,6 +71,7 @@ class StudyRuns:
             raise TrainyardError(
                 f"cannot open the MLflow store {self.service.tracking_uri}: {error}"
             ) from error
+        self.client = MlflowClient()
         study = self._study()
         uri = self.service.resolved_tracking_uri
         experiment_id = self.service.experiment_id()
@@ -76,28 +82,56 @@ class StudyRuns:
             claimed_at=self.spec.claimed_at,
             token=self.spec.owner,
         )
-        run = self.service.begin_run(self.spec.record, run_id=parent)
-        self.parent_id = run.info.run_id
+        self.parent_id = self._begin(experiment_id, parent)
         if parent is None:
             try:
                 study.set_user_attr(parent_attr(uri), self.parent_id)
             except BaseException:
-                mlflow.end_run("FAILED")
+                self.client.set_terminated(self.parent_id, "FAILED")
                 raise
         self._trials = TrialLogger(
             self.parent_id, experiment_id, study.study_name, self.spec.metric_names, self.spec.plots
         )
         return self.parent_id
 
+    def _begin(self, experiment_id: str, run_id: str | None) -> str:
+        """Start the parent run, or resume ``run_id``; log the config and the params of the record."""
+        from mlflow.entities import Param
+
+        record, service = self.spec.record, self.service
+        tags = {**service.tags, **record.tags}
+        params = record.params
+        if run_id is None:
+            run_id = self.client.create_run(experiment_id, run_name=service.run_name, tags=tags).info.run_id
+        else:
+            run = self.client.get_run(run_id)
+            self.client.update_run(run_id, status="RUNNING")
+            for key, value in tags.items():
+                self.client.set_tag(run_id, key, value)
+            params = {k: v for k, v in params.items() if k not in run.data.params}  # a budget may change
+            if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
+                self.client.delete_tag(run_id, ERROR_TAG)
+        try:
+            self.client.log_text(run_id, record.config_text, CONFIG_ARTIFACT)
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id
+
     def log_lineage(self, lineage: Lineage) -> dict[str, str]:
         """Log each table as an input of the parent run; return their digests by context."""
-        import mlflow
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        digests = {}
+        digests, inputs = {}, []
         for reader, data, context in lineage:
             dataset = reader.lineage(data, context)
-            mlflow.log_input(dataset, context=context)
+            inputs.append(
+                DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+            )
             digests[context] = dataset.digest
+        self.client.log_inputs(self._parent(), datasets=inputs)
         return digests
 
     def catch_up(self) -> list[FrozenTrial]:
@@ -128,24 +162,30 @@ class StudyRuns:
         A run that another live worker still uses stays RUNNING after a success: the last one ends it.
         Returns the status the run was left in.
         """
-        import mlflow
-
         from trainyard.io.logging import get_logger
         from trainyard.io.studies import others_running
 
+        parent = self._parent()
         if error is not None:
-            record_error(*error)
+            try:
+                self.client.set_tag(parent, ERROR_TAG, error[0][:5000])
+                self.client.log_text(parent, error[1], "error.txt")
+            except Exception as logging_error:  # the original error matters more than this one
+                get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
         if status == "FINISHED":
             try:
                 if others_running(self._study(), self.spec.owner):
-                    status = "RUNNING"
-                    get_logger().info(
-                        "MLflow run %s stays RUNNING: another worker still uses it", self.parent_id
-                    )
+                    get_logger().info("MLflow run %s stays RUNNING: another worker still uses it", parent)
+                    return "RUNNING"
             except Exception as check_error:  # ending the run matters more than this refinement
                 get_logger().warning("could not check whether another worker uses the run: %s", check_error)
-        mlflow.end_run(status)
+        self.client.set_terminated(parent, status)
         return status
+
+    def _parent(self) -> str:
+        if self.parent_id is None:
+            raise RuntimeError("the study's parent run is not open")
+        return self.parent_id
 
     def _study(self) -> optuna.Study:
         if self.study is None:

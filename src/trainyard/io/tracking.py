@@ -103,7 +103,10 @@ class MlflowService(Component):
                 if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
                     mlflow.MlflowClient().delete_tag(run_id, ERROR_TAG)
             mlflow.log_params(params)
-        except BaseException:
+        except BaseException as error:
+            import traceback
+
+            record_error(f"{type(error).__name__}: {error}", "".join(traceback.format_exception(error)))
             mlflow.end_run("FAILED")
             raise
         get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.experiment)

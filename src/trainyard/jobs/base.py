@@ -121,7 +121,11 @@ class Job(Component, abc.ABC):
         """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING."""
         import mlflow
 
-        run = self.mlflow.begin_run(self.run_record(tags))
+        try:
+            run = self.mlflow.begin_run(self.run_record(tags))  # ended FAILED, error recorded, if it fails
+        except BaseException as error:
+            self.announce_failure(error, "the MLflow run could not start")
+            raise
         status = "FAILED"
         try:
             yield run

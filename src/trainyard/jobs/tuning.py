@@ -383,11 +383,6 @@ class _FoldSlices:
             return iter(self._kept)
         return (self._slice(fold) for fold in self.folds)
 
-    @property
-    def kept(self) -> bool:
-        """Whether the slices are kept across trials."""
-        return self._kept is not None
-
 
 def _explicit(value: Any) -> Any:
     """``value`` as plain data without the fields left at their defaults (a component's KIND stays)."""
