@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
-from trainyard.io.tracking import CONFIG_ARTIFACT, ERROR_TAG, MlflowService, RunRecord
+from trainyard.io.tracking import MlflowService, RunRecord, record_error
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +82,7 @@ class StudyRuns:
             claimed_at=self.spec.claimed_at,
             token=self.spec.owner,
         )
-        self.parent_id = self._begin(experiment_id, parent)
+        self.parent_id = self.service.begin_run(self.spec.record, parent)
         if parent is None:
             try:
                 study.set_user_attr(parent_attr(uri), self.parent_id)
@@ -93,31 +93,6 @@ class StudyRuns:
             self.parent_id, experiment_id, study.study_name, self.spec.metric_names, self.spec.plots
         )
         return self.parent_id
-
-    def _begin(self, experiment_id: str, run_id: str | None) -> str:
-        """Start the parent run, or resume ``run_id``; log the config and the params of the record."""
-        from mlflow.entities import Param
-
-        record, service = self.spec.record, self.service
-        tags = {**service.tags, **record.tags}
-        params = record.params
-        if run_id is None:
-            run_id = self.client.create_run(experiment_id, run_name=service.run_name, tags=tags).info.run_id
-        else:
-            run = self.client.get_run(run_id)
-            self.client.update_run(run_id, status="RUNNING")
-            for key, value in tags.items():
-                self.client.set_tag(run_id, key, value)
-            params = {k: v for k, v in params.items() if k not in run.data.params}  # a budget may change
-            if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
-                self.client.delete_tag(run_id, ERROR_TAG)
-        try:
-            self.client.log_text(run_id, record.config_text, CONFIG_ARTIFACT)
-            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
-            raise
-        return run_id
 
     def log_lineage(self, lineage: Lineage) -> dict[str, str]:
         """Log each table as an input of the parent run; return their digests by context."""
@@ -167,11 +142,7 @@ class StudyRuns:
 
         parent = self._parent()
         if error is not None:
-            try:
-                self.client.set_tag(parent, ERROR_TAG, error[0][:5000])
-                self.client.log_text(parent, error[1], "error.txt")
-            except Exception as logging_error:  # the original error matters more than this one
-                get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
+            record_error(parent, *error)
         if status == "FINISHED":
             try:
                 if others_running(self._study(), self.spec.owner):

@@ -7,7 +7,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, PrivateAttr
 
@@ -78,39 +77,46 @@ class MlflowService(Component):
         """The tracking URI with a relative SQLite path made absolute (MLflow caches stores by URI)."""
         return absolute_sqlite_uri(self.tracking_uri)
 
-    def start_run(self, tags: dict[str, str], run_id: str | None = None) -> Any:
-        """Start the job's MLflow run, or resume ``run_id`` (ended by the caller)."""
-        import mlflow
+    def begin_run(self, record: RunRecord, run_id: str | None = None) -> str:
+        """Start a run, or resume ``run_id``, and log the config and params of ``record``; its id.
 
-        if run_id is not None:
-            run = mlflow.start_run(run_id=run_id)
-            mlflow.set_tags({**self.tags, **tags})
-            return run
-        return mlflow.start_run(run_name=self.run_name, tags={**self.tags, **tags})
-
-    def begin_run(self, record: RunRecord, run_id: str | None = None) -> Any:
-        """Start (or resume) the active run and log the config and params of ``record`` on it."""
-        import mlflow
+        Through the client API, by run id (MLflow's active run is per thread). A resumed run keeps
+        its params: a budget may have changed since. A failure ends the run FAILED, error recorded.
+        """
+        from mlflow import MlflowClient
+        from mlflow.entities import Param, RunTag
 
         from trainyard.io.logging import get_logger
 
-        run = self.start_run(record.tags, run_id=run_id)
+        client = MlflowClient()
+        tags = {**self.tags, **record.tags}
+        params = record.params
+        if run_id is None:
+            from mlflow.tracking.context.registry import resolve_tags
+
+            # With the tags MLflow's own start_run adds (user, source), the given ones taking precedence.
+            run = client.create_run(self.experiment_id(), run_name=self.run_name, tags=resolve_tags(tags))
+            run_id = run.info.run_id
+        else:
+            run = client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+            params = {key: value for key, value in params.items() if key not in run.data.params}
+            if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
+                client.delete_tag(run_id, ERROR_TAG)
         try:
-            mlflow.log_text(record.config_text, CONFIG_ARTIFACT)
-            params = record.params
-            if run_id is not None:  # a resumed run keeps its params (a budget may have changed since)
-                params = {k: v for k, v in params.items() if k not in run.data.params}
-                if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
-                    mlflow.MlflowClient().delete_tag(run_id, ERROR_TAG)
-            mlflow.log_params(params)
+            client.log_text(run_id, record.config_text, CONFIG_ARTIFACT)
+            client.log_batch(run_id, params=[Param(key, value) for key, value in params.items()])
         except BaseException as error:
             import traceback
 
-            record_error(f"{type(error).__name__}: {error}", "".join(traceback.format_exception(error)))
-            mlflow.end_run("FAILED")
+            record_error(
+                run_id, f"{type(error).__name__}: {error}", "".join(traceback.format_exception(error))
+            )
+            client.set_terminated(run_id, "FAILED")
             raise
-        get_logger().info("MLflow run %s (experiment %r)", run.info.run_id, self.experiment)
-        return run
+        get_logger().info("MLflow run %s (experiment %r)", run_id, self.experiment)
+        return run_id
 
     def ui_command(self) -> str:
         """How to look at the runs: the server's address, or the command that opens the UI on the store."""
@@ -119,13 +125,14 @@ class MlflowService(Component):
         return f"mlflow ui --backend-store-uri {self.resolved_tracking_uri}"
 
 
-def record_error(description: str, details: str) -> None:
-    """Put an error on the active run: a tag with ``description``, an artifact with ``details``."""
-    import mlflow
+def record_error(run_id: str, description: str, details: str) -> None:
+    """Put an error on a run: a tag with ``description``, an artifact with ``details``."""
+    from mlflow import MlflowClient
 
     try:
-        mlflow.set_tag(ERROR_TAG, description[:5000])
-        mlflow.log_text(details, "error.txt")
+        client = MlflowClient()
+        client.set_tag(run_id, ERROR_TAG, description[:5000])
+        client.log_text(run_id, details, "error.txt")
     except Exception as logging_error:  # the original error matters more than this one
         from trainyard.io.logging import get_logger
 

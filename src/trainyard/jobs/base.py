@@ -122,17 +122,18 @@ class Job(Component, abc.ABC):
         import mlflow
 
         try:
-            run = self.mlflow.begin_run(self.run_record(tags))  # ended FAILED, error recorded, if it fails
+            run_id = self.mlflow.begin_run(self.run_record(tags))  # ended FAILED, error recorded, if it fails
         except BaseException as error:
             self.announce_failure(error, "the MLflow run could not start")
             raise
+        run = mlflow.start_run(run_id=run_id)  # the active run of this thread, for the job's steps
         status = "FAILED"
         try:
             yield run
             status = "FINISHED"
         except BaseException as error:
             status = ending_status(error)
-            record_error(describe(error), "".join(traceback.format_exception(error)))
+            record_error(run_id, describe(error), "".join(traceback.format_exception(error)))
             self.announce_failure(error, f"run {run.info.run_id}")
             raise
         finally:

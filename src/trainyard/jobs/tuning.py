@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -200,7 +201,8 @@ class TuningJob(SupervisedJob):
             study_name=name,
             claimed_at=claimed_at,
             owner=worker_token(),
-            record=self.run_record({STUDY_TAG: name}),
+            # The writer would name itself as the run's source: the job's command is.
+            record=self.run_record({STUDY_TAG: name, "mlflow.source.name": sys.argv[0]}),
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
         )
