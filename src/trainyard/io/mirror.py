@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -154,13 +153,7 @@ class TrialMirror:
             with self._lock:
                 runs, report = self._runs(), self._report
                 report.count(runs.catch_up(), self.spec.owner)
-                failure = None
-                try:
-                    runs.log_results(best.number)
-                except Exception as error:
-                    report.error = f"{type(error).__name__}: {error}"
-                    failure = (report.error, "".join(traceback.format_exception(error)))
-                report.status = runs.end("FINISHED" if failure is None else "FAILED", failure)
+                report.status, report.error = runs.conclude(best.number)
                 report.parent_id = self.parent_id = runs.parent_id
         if report.error is not None:
             from trainyard.errors import TrainingJobError
@@ -380,15 +373,9 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
                     "trial id %s not written to MLflow: %s: %s", body, type(error).__name__, error
                 )
         elif kind == "finish":
-            failure = None
-            try:
-                if unwritten:
-                    report.count(runs.catch_up(), runs.spec.owner)
-                runs.log_results(body)
-            except Exception as error:
-                report.error = f"{type(error).__name__}: {error}"
-                failure = (report.error, "".join(traceback.format_exception(error)))
-            report.status = runs.end("FINISHED" if failure is None else "FAILED", failure)
+            if unwritten:  # one more try before the results (a failure here leaves it to the job)
+                report.count(runs.catch_up(), runs.spec.owner)
+            report.status, report.error = runs.conclude(body)
             break
         elif kind == "end":
             status, failure = body

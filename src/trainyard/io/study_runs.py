@@ -131,6 +131,18 @@ class StudyRuns:
         best = next(t for t in study.get_trials(deepcopy=False) if t.number == best_number)
         self._logger().log_results(study, best)
 
+    def conclude(self, best_number: int) -> tuple[str, str | None]:
+        """Log the results, then end the parent run: FINISHED, or FAILED with the error when the results
+        could not be logged. Returns the status the run was left in, and that error."""
+        import traceback
+
+        try:
+            self.log_results(best_number)
+        except Exception as error:
+            described = f"{type(error).__name__}: {error}"
+            return self.end("FAILED", (described, "".join(traceback.format_exception(error)))), described
+        return self.end("FINISHED"), None
+
     def end(self, status: str, error: tuple[str, str] | None = None) -> str:
         """End the parent run with ``status`` (and ``error``: its description and details).
 
