@@ -553,3 +553,48 @@ def test_a_parent_run_stays_running_while_another_worker_uses_it(workdir: Path, 
     assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4"]) == 0
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "FINISHED", "the last worker ends it (the other one died meanwhile)"
+
+
+def test_a_parent_run_a_killed_worker_left_unrecorded_is_resumed(workdir: Path, tracking_uri: str) -> None:
+    """A worker killed between creating the parent run and recording it in the study leaves it RUNNING."""
+    from trainyard.io.studies import parent_attr
+
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    dead = subprocess.run(
+        [sys.executable, "-c", "from trainyard.io.studies import worker_token as t; print(t())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    client = mlflow.MlflowClient(tracking_uri)
+    client.set_tag(parent.info.run_id, "trainyard.writer", dead)
+    client.update_run(parent.info.run_id, status="RUNNING")
+    study = study_of(workdir, "shared")
+    study.set_user_attr(parent_attr(tracking_uri), None)  # as if killed before the study recorded it
+    study.set_user_attr(parent_attr(tracking_uri, claim=True), dead)
+
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4"]) == 0
+    resumed, children = runs_of(tracking_uri)  # asserts one parent
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    assert len(children) == 4
+    assert study_of(workdir, "shared").user_attrs[parent_attr(tracking_uri)] == parent.info.run_id
+
+
+def test_a_running_parent_run_of_a_live_worker_is_not_taken(workdir: Path, tracking_uri: str) -> None:
+    from trainyard.io.studies import parent_attr, worker_token
+
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    client.set_tag(parent.info.run_id, "trainyard.writer", worker_token())  # alive: this process
+    client.update_run(parent.info.run_id, status="RUNNING")
+    study_of(workdir, "shared").set_user_attr(parent_attr(tracking_uri), None)
+
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 2 and parent.info.run_id in {r.info.run_id for r in parents}

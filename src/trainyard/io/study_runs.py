@@ -8,7 +8,8 @@ are written once, from the study's storage (the record).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from trainyard.io.trials import TrialLogger
 
 STUDY_TAG = "trainyard.study"
+STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
 
 # (reader, data, context): what a job read, to log as the run's input lineage
 Lineage = list[tuple["Reader", "pd.DataFrame", str]]
@@ -62,8 +64,9 @@ class StudyRuns:
         """
         from mlflow import MlflowClient
 
-        from trainyard.io.studies import parent_attr, shared_parent_run
-        from trainyard.io.trials import TrialLogger
+        from trainyard.io.logging import get_logger
+        from trainyard.io.studies import parent_attr, shared_parent_run, worker_token
+        from trainyard.io.trials import WRITER_TAG, TrialLogger
 
         try:
             self.service.start()
@@ -82,13 +85,18 @@ class StudyRuns:
             claimed_at=self.spec.claimed_at,
             token=self.spec.owner,
         )
-        self.parent_id = self.service.begin_run(self.spec.record, parent)
+        record = self.spec.record
         if parent is None:
-            try:
-                study.set_user_attr(parent_attr(uri), self.parent_id)
-            except BaseException:
-                self.client.set_terminated(self.parent_id, "FAILED")
-                raise
+            parent = self._orphan(experiment_id)
+            if parent is not None:
+                study.set_user_attr(parent_attr(uri), parent)
+                get_logger().info("resuming MLflow run %s, which a killed worker left unrecorded", parent)
+            else:  # marked as this worker's, and recorded in the study before anything else is logged
+                tags = {**record.tags, WRITER_TAG: worker_token(), STORAGE_TAG: self._storage_digest()}
+                record = replace(record, tags=tags)
+        self.parent_id = self.service.begin_run(
+            record, parent, created=lambda run_id: study.set_user_attr(parent_attr(uri), run_id)
+        )
         self._trials = TrialLogger(
             self.parent_id, experiment_id, study.study_name, self.spec.metric_names, self.spec.plots
         )
@@ -164,6 +172,39 @@ class StudyRuns:
                 get_logger().warning("could not check whether another worker uses the run: %s", check_error)
         self.client.set_terminated(parent, status)
         return status
+
+    def _orphan(self, experiment_id: str) -> str | None:
+        """A parent run of this study that a killed worker created but did not record in the study.
+
+        A worker killed between MLflow's insert and the study's record leaves such a run RUNNING;
+        the next creator resumes it rather than add a second parent. Only runs whose creator is gone.
+        """
+        from trainyard.io.studies import token_alive
+        from trainyard.io.trials import WRITER_TAG
+
+        study = self.spec.study_name.replace("'", "\\'")
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{STUDY_TAG}` = '{study}' AND tags.`{STORAGE_TAG}` = '{self._storage_digest()}'"
+            " AND attributes.status = 'RUNNING'",
+            order_by=["attributes.start_time DESC"],
+        )
+        for run in runs:
+            creator = run.data.tags.get(WRITER_TAG)  # the process that created it
+            if "mlflow.parentRunId" not in run.data.tags and creator and not token_alive(creator):
+                return str(run.info.run_id)
+        return None
+
+    def _storage_digest(self) -> str:
+        """Names the study's storage without spelling it out (a database URL may hold a password)."""
+        import hashlib
+
+        from trainyard.io.studies import StudyStorage
+
+        location = StudyStorage.model_validate(self.spec.storage).location(self.service.resolved_tracking_uri)
+        if "://" not in location:
+            location = str(Path(location).resolve())
+        return hashlib.sha256(location.encode()).hexdigest()[:12]
 
     def _parent(self) -> str:
         if self.parent_id is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,18 @@ class MlflowService(Component):
         """The tracking URI with a relative SQLite path made absolute (MLflow caches stores by URI)."""
         return absolute_sqlite_uri(self.tracking_uri)
 
-    def begin_run(self, record: RunRecord, run_id: str | None = None) -> str:
+    def begin_run(
+        self,
+        record: RunRecord,
+        run_id: str | None = None,
+        created: Callable[[str], None] | None = None,
+    ) -> str:
         """Start a run, or resume ``run_id``, and log the config and params of ``record``; its id.
 
         Through the client API, by run id (MLflow's active run is per thread). A resumed run keeps
-        its params: a budget may have changed since. A failure ends the run FAILED, error recorded.
+        its params: a budget may have changed since. ``created`` is called with a new run's id at
+        once, before anything is logged (to record it where a process killed next can find it).
+        A failure ends the run FAILED, error recorded.
         """
         from mlflow import MlflowClient
         from mlflow.entities import Param, RunTag
@@ -91,12 +99,11 @@ class MlflowService(Component):
         client = MlflowClient()
         tags = {**self.tags, **record.tags}
         params = record.params
-        if run_id is None:
+        if new := run_id is None:
             from mlflow.tracking.context.registry import resolve_tags
 
             # With the tags MLflow's own start_run adds (user, source), the given ones taking precedence.
             run = client.create_run(self.experiment_id(), run_name=self.run_name, tags=resolve_tags(tags))
-            run_id = run.info.run_id
         else:
             run = client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
@@ -104,7 +111,10 @@ class MlflowService(Component):
             params = {key: value for key, value in params.items() if key not in run.data.params}
             if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
                 client.delete_tag(run_id, ERROR_TAG)
+        run_id = run.info.run_id
         try:
+            if new and created is not None:
+                created(run_id)
             client.log_text(run_id, record.config_text, CONFIG_ARTIFACT)
             client.log_batch(run_id, params=[Param(key, value) for key, value in params.items()])
         except BaseException as error:
