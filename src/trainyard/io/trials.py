@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainyard.io.logging import get_logger
 from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, worker_token
@@ -151,41 +151,11 @@ class TrialLogger:
 
 def _log_plots(client: MlflowClient, run_id: str, study: optuna.Study, names: list[str]) -> None:
     """Optimization history, parameter importances and parallel coordinates (first objective)."""
-    import warnings
+    from trainyard.io.plots import figures
 
-    import matplotlib
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator
-
-    warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    warnings.filterwarnings("ignore", message=".*computes the importances of params", category=UserWarning)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as plots
-
-    target = (lambda t: t.values[0]) if len(names) > 1 else None
-    makers = {
-        "optimization_history.png": lambda: plots.plot_optimization_history(
-            study, target=target, target_name=names[0]
-        ),
-        # Mean decrease in impurity: the ranking of Optuna's default (fANOVA) here, in 0.05 s, not 0.5 s.
-        "param_importances.png": lambda: plots.plot_param_importances(
-            study,
-            evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=0),
-            target=target,
-            target_name=names[0],
-        ),
-        "parallel_coordinate.png": lambda: plots.plot_parallel_coordinate(
-            study, target=target, target_name=names[0]
-        ),
-    }
-    for name, make in makers.items():
+    for name, make in figures(study, names[0]).items():
         try:
-            axes: Any = make()
-            figure: Any = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.tight_layout()
-            client.log_figure(run_id, figure, f"plots/{name}")
-            plt.close(figure)
+            client.log_figure(run_id, make(), f"plots/{name}")
         except Exception as error:  # e.g. importances need two completed trials
             get_logger().warning("plot %s skipped: %s", name, error)
 

@@ -1,0 +1,227 @@
+"""The study's plots: optimization history, parameter importances and parallel coordinates.
+
+Drawn with matplotlib's object API (no pyplot state), one artist per series rather than one per
+trial, with margins computed from the labels instead of a layout engine (which draws each figure
+twice): the three figures are on the job's critical path once the last trial is known, and Optuna's
+own matplotlib figures took several times as long for the same content.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+WIDTH, HEIGHT, DPI = 8.0, 4.5, 100
+CHAR = 0.085  # inches: an upper bound on a character's width in the default 10-point font
+LINE = 0.25  # inches: a line of 10-point text, with its padding
+_ABSENT = object()  # a parameter a trial did not have (a conditional space); None may be a choice
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the plots show: the first objective (its name and direction) of the completed trials."""
+
+    name: str
+    maximize: bool
+    trials: list[FrozenTrial]
+
+    @classmethod
+    def of(cls, study: optuna.Study, name: str) -> Objective:
+        """The study's completed trials and its first objective."""
+        from optuna.study import StudyDirection
+        from optuna.trial import TrialState
+
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return cls(name, study.directions[0] == StudyDirection.MAXIMIZE, complete)
+
+    def values(self) -> list[float]:
+        """The first objective of each completed trial, in trial order."""
+        if not self.trials:
+            raise ValueError("no trial completed")
+        return [float(t.values[0]) for t in self.trials]
+
+
+def figures(study: optuna.Study, name: str) -> dict[str, Any]:
+    """Makers of the three figures by file name, each returning a matplotlib Figure."""
+    objective = Objective.of(study, name)
+    return {
+        "optimization_history.png": lambda: optimization_history(objective),
+        "param_importances.png": lambda: param_importances(study, objective),
+        "parallel_coordinate.png": lambda: parallel_coordinate(objective),
+    }
+
+
+def optimization_history(objective: Objective) -> Figure:
+    """Each completed trial's value, and the best value so far, by trial number."""
+    import numpy as np
+
+    figure = _figure()
+    numbers = [t.number for t in objective.trials]
+    values = np.asarray(objective.values())
+    best = np.maximum.accumulate(values) if objective.maximize else np.minimum.accumulate(values)
+    axes = figure.add_subplot()
+    axes.scatter(numbers, values, s=14, color="tab:blue", label="Objective value", zorder=2)
+    axes.step(numbers, best, where="post", color="tab:red", label="Best value", zorder=3)
+    axes.set(title="Optimization history", xlabel="Trial", ylabel=objective.name)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    _margins(figure, left=_widest(_tick_labels(axes.yaxis)) + 2 * LINE, bottom=3 * LINE, top=1.5 * LINE)
+    return figure
+
+
+def param_importances(study: optuna.Study, objective: Objective) -> Figure:
+    """Each parameter's share of the objective's variance (mean decrease in impurity of a forest).
+
+    Mean decrease in impurity ranks the parameters as Optuna's default (fANOVA) did on our studies,
+    in about 0.05 s against 0.5 s.
+    """
+    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator, get_param_importances
+
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    importances = get_param_importances(
+        study, evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=0), target=target
+    )
+    names = list(reversed(importances))  # the most important on top
+    shares = [importances[n] for n in names]
+    figure = _figure(height=max(2.5, 0.5 * len(names) + 1.5))
+    axes = figure.add_subplot()
+    bars = axes.barh(names, shares, color="tab:blue")
+    axes.bar_label(bars, labels=[f"{s:.2f}" for s in shares], padding=3)
+    axes.set(
+        title="Hyperparameter importances",
+        xlabel=f"Importance for {objective.name}",
+        xlim=(0, max(shares, default=1.0) * 1.15 or 1.0),
+    )
+    _margins(figure, left=_widest(names) + LINE, bottom=3 * LINE, top=1.5 * LINE)
+    return figure
+
+
+def parallel_coordinate(objective: Objective) -> Figure:
+    """One line per completed trial across its parameters, coloured by its objective value."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    names = sorted({name for t in objective.trials for name in t.params})
+    axes_of = [_Axis.of(name, objective.trials) for name in names]
+    values = np.asarray(objective.values())
+    value_axis = _Axis(objective.name, float(values.min()), float(values.max()), False, None)
+    columns = [*axes_of, value_axis]
+    lines, colours = [], []
+    for trial, value in zip(objective.trials, values, strict=True):
+        points = [a.position(trial.params.get(a.name, _ABSENT)) for a in axes_of]
+        points.append(value_axis.position(value))
+        lines.append([(x, y) for x, y in enumerate(points) if y is not None])
+        colours.append(value)
+    figure = _figure(width=max(WIDTH, 1.6 * len(columns)))
+    bottom = _widest([c.name for c in columns]) * math.sin(math.radians(20)) + 2 * LINE
+    left = max(LINE, _widest([columns[0].name]) * math.cos(math.radians(20)))
+    axes = figure.add_axes(_box(figure, left=left, right=1.6, bottom=bottom, top=1.5 * LINE))
+    bar = figure.add_axes(
+        _box(figure, left=figure.get_figwidth() - 1.3, right=1.1, bottom=bottom, top=1.5 * LINE)
+    )
+    cmap = "Blues" if objective.maximize else "Blues_r"  # the best trials darkest
+    order = np.argsort(colours if objective.maximize else [-c for c in colours])  # best drawn last
+    collection = LineCollection([lines[i] for i in order], cmap=cmap, linewidths=1.0, alpha=0.8)
+    collection.set_array(np.asarray(colours)[order])
+    axes.add_collection(collection)
+    for x, column in enumerate(columns):
+        axes.axvline(x, color="0.3", linewidth=0.8)
+        for position, label in column.ticks():
+            axes.text(x + 0.03, position, label, fontsize=7, va="center", ha="left")
+    axes.set(
+        xlim=(-0.1, len(columns) - 0.6),
+        ylim=(-0.05, 1.05),
+        xticks=range(len(columns)),
+        yticks=[],
+        title="Parallel coordinates",
+    )
+    axes.set_xticklabels([c.name for c in columns], rotation=20, ha="right")
+    for side in ("top", "right", "left"):
+        axes.spines[side].set_visible(False)
+    figure.colorbar(collection, cax=bar, label=objective.name)
+    return figure
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One vertical axis of the parallel-coordinate plot: a parameter's range, or its categories."""
+
+    name: str
+    low: float
+    high: float
+    log: bool
+    categories: list[Any] | None
+
+    @classmethod
+    def of(cls, name: str, trials: list[FrozenTrial]) -> _Axis:
+        from optuna.distributions import CategoricalDistribution
+
+        seen = [t for t in trials if name in t.params]
+        distribution = seen[0].distributions[name]
+        if isinstance(distribution, CategoricalDistribution):
+            return cls(name, 0.0, 1.0, False, list(distribution.choices))
+        numbers = [float(t.params[name]) for t in seen]
+        log = bool(getattr(distribution, "log", False)) and min(numbers) > 0
+        return cls(name, min(numbers), max(numbers), log, None)
+
+    def position(self, value: Any) -> float | None:
+        """Where ``value`` sits on this axis, from 0 to 1 (None when the trial has no such parameter)."""
+        if value is _ABSENT:
+            return None
+        if self.categories is not None:
+            return self._category_position(self.categories.index(value))
+        low, high, number = self.low, self.high, float(value)
+        if self.log:
+            low, high, number = math.log10(low), math.log10(high), math.log10(number)
+        return 0.5 if high == low else (number - low) / (high - low)
+
+    def ticks(self) -> list[tuple[float, str]]:
+        """Labelled positions: each category, or the range's ends and middle."""
+        if self.categories is not None:
+            return [(self._category_position(i), str(c)) for i, c in enumerate(self.categories)]
+        if self.high == self.low:
+            return [(0.5, f"{self.low:.4g}")]
+        middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return [(self.position(v) or 0.0, f"{v:.4g}") for v in (self.low, middle, self.high)]
+
+    def _category_position(self, index: int) -> float:
+        assert self.categories is not None
+        return 0.5 if len(self.categories) == 1 else index / (len(self.categories) - 1)
+
+
+def _figure(width: float = WIDTH, height: float = HEIGHT) -> Figure:
+    """An empty figure of that size (inches), not tied to pyplot."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def _box(
+    figure: Figure, left: float, right: float, bottom: float, top: float
+) -> tuple[float, float, float, float]:
+    """An axes rectangle (left, bottom, width, height) in figure fractions, from margins in inches."""
+    width, height = figure.get_size_inches()
+    return (left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height)
+
+
+def _margins(figure: Figure, left: float, bottom: float, top: float, right: float = LINE) -> None:
+    """Place the figure's one axes with these margins (inches), room for its labels."""
+    box = _box(figure, left, right, bottom, top)
+    figure.subplots_adjust(left=box[0], bottom=box[1], right=box[0] + box[2], top=box[1] + box[3])
+
+
+def _tick_labels(axis: Any) -> list[str]:
+    """The labels an axis will show, known before drawing."""
+    ticks = [t for t in axis.get_majorticklocs() if axis.axes.get_ylim()[0] <= t <= axis.axes.get_ylim()[1]]
+    return [str(label) for label in axis.get_major_formatter().format_ticks(ticks)]
+
+
+def _widest(labels: list[str]) -> float:
+    """The width (inches) of the longest of these labels, at most."""
+    return CHAR * max((len(label) for label in labels), default=0)

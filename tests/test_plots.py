@@ -1,0 +1,122 @@
+"""The study's plots: what each figure shows, on the spaces a tuning job can search."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import optuna
+import pytest
+from matplotlib.collections import LineCollection
+
+from trainyard.io.plots import Objective, _Axis, figures, optimization_history, parallel_coordinate
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def objective(trial: optuna.Trial) -> float:
+    depth = trial.suggest_categorical("max_depth", [None, 3, 6])
+    alpha = trial.suggest_float("alpha", 1e-4, 1.0, log=True)
+    if trial.suggest_categorical("kind", ["a", "b"]) == "b":  # a conditional parameter
+        trial.suggest_int("leaves", 2, 64)
+    return (depth or 10) + math.log10(alpha)
+
+
+@pytest.fixture(scope="module")
+def study() -> optuna.Study:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    study.optimize(objective, n_trials=30)
+    study.enqueue_trial({"max_depth": 3, "alpha": 1e-4, "kind": "a"})  # then a trial that fails
+    study.optimize(lambda trial: 1 / 0, n_trials=1, catch=(ZeroDivisionError,))
+    return study
+
+
+def test_the_three_figures_are_drawn_and_saved_as_png(study: optuna.Study) -> None:
+    makers = figures(study, "rmse")
+    assert list(makers) == ["optimization_history.png", "param_importances.png", "parallel_coordinate.png"]
+    for make in makers.values():
+        buffer = io.BytesIO()
+        make().savefig(buffer, format="png")
+        assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_the_history_shows_each_completed_trial_and_the_best_so_far(study: optuna.Study) -> None:
+    figure = optimization_history(Objective.of(study, "rmse"))
+    axes = figure.axes[0]
+    points = axes.collections[0].get_offsets()
+    assert len(points) == 30, "the failed trial has no value"
+    best = axes.lines[0].get_ydata()
+    assert list(best) == list(np.minimum.accumulate(points[:, 1])), "minimized: the best is the lowest so far"
+    assert axes.get_ylabel() == "rmse"
+
+
+def test_the_history_of_a_maximized_study_keeps_the_highest() -> None:
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=10)
+    best = optimization_history(Objective.of(study, "r2")).axes[0].lines[0].get_ydata()
+    assert best[-1] == study.best_value and list(best) == sorted(best)
+
+
+def test_the_parallel_coordinates_draw_one_line_per_completed_trial(study: optuna.Study) -> None:
+    figure = parallel_coordinate(Objective.of(study, "rmse"))
+    axes = figure.axes[0]
+    lines = next(c for c in axes.collections if isinstance(c, LineCollection))
+    segments = lines.get_segments()
+    assert len(segments) == 30
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["alpha", "kind", "leaves", "max_depth", "rmse"]
+    assert all(0.0 <= y <= 1.0 for segment in segments for _, y in segment)
+    with_leaves = sum(1 for t in Objective.of(study, "rmse").trials if "leaves" in t.params)
+    assert sum(1 for s in segments if 2 in s[:, 0]) == with_leaves, (
+        "a trial without a parameter skips its axis"
+    )
+    best_last = segments[-1][-1][1]
+    assert best_last == 0.0, "the best (lowest) trial is drawn last, on top"
+
+
+def test_an_axis_places_categories_none_included_and_log_ranges() -> None:
+    categories = _Axis("max_depth", 0.0, 1.0, False, [None, 3, 6])
+    assert [categories.position(v) for v in (None, 3, 6)] == [0.0, 0.5, 1.0]
+    assert [label for _, label in categories.ticks()] == ["None", "3", "6"]
+    log = _Axis("alpha", 1e-4, 1.0, True, None)
+    assert log.position(1e-2) == pytest.approx(0.5)
+    assert log.ticks() == [(0.0, "0.0001"), (pytest.approx(0.5), "0.01"), (1.0, "1")]
+    assert _Axis("x", 2.0, 2.0, False, None).position(2.0) == 0.5, "one value: the middle"
+
+
+def test_a_multi_objective_study_is_plotted_on_its_first_objective() -> None:
+    study = optuna.create_study(
+        directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=2)
+    )
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=12)
+    objective = Objective.of(study, "rmse")
+    assert objective.values() == [t.values[0] for t in study.trials] and not objective.maximize
+    for make in figures(study, "rmse").values():
+        make()
+
+
+def test_a_study_without_a_completed_trial_says_so() -> None:
+    study = optuna.create_study()
+    study.optimize(lambda trial: 1 / 0, n_trials=1, catch=(ZeroDivisionError,))
+    with pytest.raises(ValueError, match="no trial completed"):
+        parallel_coordinate(Objective.of(study, "rmse"))
+
+
+def test_no_label_falls_outside_its_figure() -> None:
+    """Margins come from the labels: long parameter names and wide values stay inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def wide(trial: optuna.Trial) -> float:
+        trial.suggest_float("regressor__estimator__learning_rate", 1e-5, 1.0, log=True)
+        trial.suggest_categorical("preprocessing__scaler", ["standard", "robust-with-a-long-name"])
+        return 123456.789 * trial.suggest_float("z", 0, 1)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    study.optimize(wide, n_trials=20)
+    for name, make in figures(study, "mean_absolute_percentage_error").items():
+        figure = make()
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+        drawn = figure.get_tightbbox(renderer)  # inches: everything drawn, labels included
+        width, height = figure.get_size_inches()
+        assert drawn.x0 >= 0 and drawn.y0 >= 0 and drawn.x1 <= width and drawn.y1 <= height, (name, drawn)
