@@ -5,7 +5,7 @@
 
 Overhead (run interleaved: A, B, the other B contenders, A, B, ...; each a fresh process in a fresh
 temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.csv as bikes-5000.csv):
-  A  plain       Optuna + scikit-learn, in memory: TPESampler(seed=55), cross_val_score of a
+  A  plain       Optuna + scikit-learn, in memory: TPESampler(seed=s), cross_val_score of a
                  DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
   B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a new
                  SQLite MLflow store (copied from the store template). The job process never imports
@@ -25,6 +25,9 @@ temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.cs
                  the child runs and the results); one TPESampler instead of the per-trial seeded
                  wrapper; the in-memory study instead of the journal (MLflow in the job process too:
                  the writer cannot read an in-memory study); then all of these at once
+  Round r uses the sampler seed s = 55 + r for every contender (B: job.searcher.sampler.seed=s): A's
+                 one TPESampler and B's per-trial seeded ones propose different trials, whose fits cost
+                 more or less by luck; varying the seed keeps one seed's luck out of the medians
   --trials-long N: A and B again with N trials (interleaved, same repeats), for the overhead of a
                  longer study per trial
 Every process runs with XDG_CACHE_HOME=benchmarks/results/cache (its store templates are removed at the
@@ -72,6 +75,7 @@ DATA = ROOT.parent / "shared/data/bikes/hour.csv"
 RESULTS = HERE / "results"
 BIKES, FOREST = HERE / "tuning-bikes.yaml", HERE / "tuning-forest.yaml"
 DATA_FILE, ROWS = "bikes-5000.csv", 5000
+SEED = 55  # the sampler seed of the first round (tuning-bikes.yaml's); round r uses SEED + r
 JOURNAL = "optuna-journal.log"
 STEP_LINE = re.compile(r"✓ (.+?) \((\d+(?:\.\d+)?) s\)")
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -111,7 +115,7 @@ def objective(trial: optuna.Trial) -> float:
     return -scores.mean()
 
 
-study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=55))
+study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=int(sys.argv[3])))
 ready = time.perf_counter()
 study.optimize(objective, n_trials=int(sys.argv[2]))
 done = time.perf_counter()
@@ -357,11 +361,11 @@ def fresh_folder(data_lines: list[str]) -> tempfile.TemporaryDirectory[str]:
     return folder
 
 
-def run_plain(data_lines: list[str], trials: int, env: dict[str, str]) -> dict[str, Any]:
+def run_plain(data_lines: list[str], trials: int, env: dict[str, str], seed: int = SEED) -> dict[str, Any]:
     with fresh_folder(data_lines) as name:
         folder = Path(name)
         (folder / "plain.py").write_text(PLAIN)
-        done = launch([[str(BIN / "python"), "plain.py", DATA_FILE, str(trials)]], folder, env)
+        done = launch([[str(BIN / "python"), "plain.py", DATA_FILE, str(trials), str(seed)]], folder, env)
     printed = json.loads(done["stdouts"][0].strip().splitlines()[-1])
     return {
         "wall_s": done["wall_s"],
@@ -379,9 +383,12 @@ def run_trainyard(
     workers: int = 1,
     patch: str = "",
     prepare: str = "",
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """``workers`` processes of ``trainyard run config args`` started together in one fresh folder,
-    after the Python code ``prepare`` ran there (untimed)."""
+    after the Python code ``prepare`` ran there (untimed); ``seed``: the sampler's, if not the config's."""
+    if seed is not None:
+        args = [*args, f"job.searcher.sampler.seed={seed}"]
     command = (
         [str(BIN / "python"), "-c", f"{patch}\n{RUN}", "run", str(config), *args]
         if patch
@@ -407,10 +414,12 @@ def run_trainyard(
     }
 
 
-def first_store_run(data_lines: list[str], env: dict[str, str], args: list[str]) -> dict[str, Any]:
+def first_store_run(
+    data_lines: list[str], env: dict[str, str], args: list[str], seed: int | None = None
+) -> dict[str, Any]:
     """B with an XDG_CACHE_HOME of its own, new and empty: the store template is built during the run."""
     with tempfile.TemporaryDirectory(prefix="trainyard-tuning-bench-cache-") as cache:
-        record = run_trainyard(data_lines, {**env, "XDG_CACHE_HOME": cache}, BIKES, args)
+        record = run_trainyard(data_lines, {**env, "XDG_CACHE_HOME": cache}, BIKES, args, seed=seed)
         record["template_built"] = bool(templates(Path(cache)))
         record["cache_entries"] = sorted(path.name for path in Path(cache).iterdir())
     return record
@@ -437,16 +446,19 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 
 def interleave(
-    contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int, title: str
+    contenders: dict[str, Callable[..., dict[str, Any]]], repeats: int, title: str, seeded: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each contender once per round, ``repeats`` rounds; every run's record."""
+    """Each contender once per round, ``repeats`` rounds; every run's record. ``seeded``: round r runs
+    every contender with the sampler seed SEED + r, so that no seed's luck (which trials TPE proposes,
+    and what they cost to fit) decides the medians."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
     for repeat in range(repeats):
         for name, run in contenders.items():
-            record = run()
+            seeds = {"seed": SEED + repeat} if seeded else {}
+            record = run(**seeds)
             while busy():  # it started during this run: measure again once it is done
                 print("  (benchmarks/training.py started meanwhile: run discarded)", flush=True)
-                record = run()
+                record = run(**seeds)
             runs[name].append(record)
             steps = record.get("steps")
             shown = steps if isinstance(steps, dict) else {"search": record["search_s"]}
@@ -534,7 +546,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         overhead[f"B, all at once: {ALL_AT_ONCE}"] = partial(
             bikes, [*n_trials, "job.plots=false"], patch=ALL_PATCHES
         )
-    overhead_runs = interleave(overhead, args.repeats, "overhead")
+    overhead_runs = interleave(overhead, args.repeats, "overhead", seeded=True)
     long_runs: dict[str, list[dict[str, Any]]] = {}
     if args.trials_long:
         long_trials = [f"job.searcher.n_trials={args.trials_long}"]
@@ -542,7 +554,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             f"{A}, {args.trials_long} trials": partial(run_plain, data_lines, args.trials_long, env),
             f"{B}, {args.trials_long} trials": partial(bikes, long_trials),
         }
-        long_runs = interleave(long, args.repeats, "long study")
+        long_runs = interleave(long, args.repeats, "long study", seeded=True)
     experiment = store_and_experiment(FOREST_EXPERIMENT)
     forest = partial(run_trainyard, data_lines, env, FOREST, prepare=experiment)
     trials = f"job.searcher.n_trials={args.scale_trials}"
@@ -551,7 +563,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "2 processes, one study": partial(forest, [trials], workers=2),
         "1 process, n_jobs=2 threads": partial(forest, [trials, "job.searcher.n_jobs=2"]),
     }
-    scale_runs = interleave(scale, args.scale_repeats or args.repeats, "scale-out")
+    scale_repeats = args.repeats if args.scale_repeats is None else args.scale_repeats
+    scale_runs = interleave(scale, scale_repeats, "scale-out")
     results: dict[str, Any] = {
         **describe(load_at_start, ("trainyard", "optuna", "mlflow", "scikit-learn", "pandas")),
         "trainyard_commit": subprocess.run(
@@ -571,10 +584,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "store_template": template,
         "overhead": {name: medians(runs) for name, runs in overhead_runs.items()},
         "long": {name: medians(runs) for name, runs in long_runs.items()},
-        "scale_out": {name: medians(runs) for name, runs in scale_runs.items()},
+        "scale_out": {name: medians(runs) for name, runs in scale_runs.items() if runs},
     }
     a, b, existing = (results["overhead"][name] for name in (A, B, B_EXISTING))
-    one, two, threads = (results["scale_out"][name] for name in scale)
     results["ratios"] = {
         "B / A, whole process": b["wall_s"]["median"] / a["wall_s"]["median"],
         "B on an existing store / A, whole process": existing["wall_s"]["median"] / a["wall_s"]["median"],
@@ -590,16 +602,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             / long_a["search_s"]["median"],
             f"B - A per trial, search (ms), {n} trials": per_trial_ms(long_b, long_a, n),
         }
-    results["ratios"] |= {
-        "1 process / 2 processes, whole process": one["wall_s"]["median"] / two["wall_s"]["median"],
-        "1 process / 2 processes, search step": one["search_s"]["median"] / two["search_s"]["median"],
-        "1 process / n_jobs=2, whole process": one["wall_s"]["median"] / threads["wall_s"]["median"],
-        "1 process / n_jobs=2, search step": one["search_s"]["median"] / threads["search_s"]["median"],
+    results["by_round"] = {
+        "B / A, whole process": [
+            b_run["wall_s"] / a_run["wall_s"] for a_run, b_run in zip(a["runs"], b["runs"], strict=True)
+        ],
+        "seeds": [SEED + r for r in range(args.repeats)],
     }
-    results["goals"] = {
-        "B / A, whole process": {"goal": f"<= {GOALS['overhead']}"},
-        "1 process / 2 processes, whole process": {"goal": f">= {GOALS['scale-out']}"},
-    }
+    results["goals"] = {"B / A, whole process": {"goal": f"<= {GOALS['overhead']}"}}
+    if scale_repeats:
+        one, two, threads = (results["scale_out"][name] for name in scale)
+        results["ratios"] |= {
+            "1 process / 2 processes, whole process": one["wall_s"]["median"] / two["wall_s"]["median"],
+            "1 process / 2 processes, search step": one["search_s"]["median"] / two["search_s"]["median"],
+            "1 process / n_jobs=2, whole process": one["wall_s"]["median"] / threads["wall_s"]["median"],
+            "1 process / n_jobs=2, search step": one["search_s"]["median"] / threads["search_s"]["median"],
+        }
+        results["goals"]["1 process / 2 processes, whole process"] = {"goal": f">= {GOALS['scale-out']}"}
     for name, goal in results["goals"].items():
         limit = float(goal["goal"].split()[-1])
         measured = results["ratios"][name]
@@ -690,6 +708,13 @@ def report(results: dict[str, Any]) -> str:
         goal = results["goals"].get(name)
         met = "—" if goal is None else ("yes" if goal["met"] else "**no**")
         lines.append(f"| {name} | {value:.2f} | {goal['goal'] if goal else '—'} | {met} |")
+    by_round = results.get("by_round")
+    if by_round:
+        ratios = ", ".join(
+            f"{ratio:.2f} (seed {seed})"
+            for ratio, seed in zip(by_round["B / A, whole process"], by_round["seeds"], strict=True)
+        )
+        lines += ["", f"B / A, whole process, by round: {ratios}"]
     lines += ["", "Two workers started together on a new study (4 trials), in a fresh folder with:"]
     for situation, outcomes in results["two_workers_start_a_study"].items():
         lines += [f"- {situation}: {'; '.join(outcomes)}"]
@@ -730,7 +755,9 @@ def main() -> None:
         help="also run A and B with this many trials (interleaved, --repeats rounds; default 0: off)",
     )
     parser.add_argument("--scale-trials", type=int, default=100, help="trials of the scale-out study")
-    parser.add_argument("--scale-repeats", type=int, default=0, help="scale-out rounds (default: --repeats)")
+    parser.add_argument(
+        "--scale-repeats", type=int, default=None, help="scale-out rounds (default: --repeats; 0: none)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process (default 1)")
     parser.add_argument(
         "--race-checks",
