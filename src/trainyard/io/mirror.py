@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -341,7 +341,11 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     _collect_logs(report.messages)
     runs: StudyRuns | None = None
     unwritten = False  # a trial could not be written: one more try before the results
+    warm_ups: list[Callable[[], None]] = []  # done one at a time, when no trial waits to be written
     while True:
+        if warm_ups and inbox.empty():
+            warm_ups.pop(0)()
+            continue
         message = inbox.get()
         if message is None:
             return 1
@@ -354,7 +358,7 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
             except Exception:
                 return CANNOT_OPEN
             if body.plots:
-                _warm_plots()
+                warm_ups = _plot_warm_ups()
             continue
         assert runs is not None, "the job opens the writer first"
         if kind == "lineage":
@@ -422,12 +426,29 @@ def _drain(messages: IO[bytes]) -> queue.Queue[tuple[str, Any] | None]:
     return inbox
 
 
-def _warm_plots() -> None:
-    """Import the plotting stack and draw the figures of a tiny study while the search runs.
+def _plot_warm_ups() -> list[Callable[[], None]]:
+    """Steps that import the plotting stack and draw the figures of a tiny study, for idle moments.
 
-    The first figures a process draws cost about 0.1 s more than later ones (fonts, the forest
-    of the importances, matplotlib's caches): paid here, not once the last trial is known.
+    Importing takes about a second of the writer's time, and the first figures a process draws cost
+    about 0.1 s more than later ones (fonts, the importances' forest, matplotlib's caches). Done
+    while the search runs, in steps between trials, they are not paid once the last trial is known,
+    and the trials' child runs never wait behind them.
     """
+
+    def import_matplotlib() -> None:
+        import matplotlib.figure  # noqa: F401
+        from matplotlib.backends import backend_agg  # noqa: F401
+        from matplotlib.collections import LineCollection  # noqa: F401
+
+    def import_importances() -> None:
+        import optuna.importance  # noqa: F401
+        import sklearn.ensemble  # noqa: F401  (the importance evaluator's forest)
+
+    return [import_matplotlib, import_importances, _draw_a_tiny_study]
+
+
+def _draw_a_tiny_study() -> None:
+    """Draw the three figures of a 3-trial study once, and throw them away."""
     import io
 
     import optuna
