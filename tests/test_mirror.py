@@ -257,3 +257,55 @@ def test_sigterm_to_the_process_group_is_the_jobs_to_handle(workdir: Path, track
     assert "Traceback" not in output
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "KILLED" and "SIGTERM" in parent.data.tags["trainyard.error"]
+
+
+SPYING_WRITER = (
+    "import json, sys, runpy, trainyard.io.plots as plots\n"
+    "draw = plots.param_importances\n"
+    "def spy(importances, objective):\n"
+    "    with open(SEEN, 'w') as seen:\n"
+    "        json.dump({'importances': importances, 'sklearn': 'sklearn' in sys.modules}, seen)\n"
+    "    return draw(importances, objective)\n"
+    "plots.param_importances = spy\n"
+    "runpy.run_module('trainyard.io.mirror', run_name='__main__')"
+)
+
+
+def test_the_writer_draws_the_importances_the_job_computed_without_loading_sklearn(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from trainyard.io.plots import importances
+
+    seen = workdir / "seen.json"
+    monkeypatch.setattr(
+        mirror, "WRITER_COMMAND", [sys.executable, "-c", SPYING_WRITER.replace("SEEN", repr(str(seen)))]
+    )
+    assert main(["run", tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=6", "job.plots=true"]) == 0
+    drawn = json.loads(seen.read_text())
+    assert drawn["sklearn"] is False, "the forest of the importances is the job's"
+    assert drawn["importances"] == pytest.approx(importances(study_of(workdir)))
+    parent, _ = runs_of(tracking_uri)
+    plots = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {
+        f"plots/{name}.png" for name in ("optimization_history", "parallel_coordinate", "param_importances")
+    }
+
+
+def test_importances_the_job_cannot_compute_skip_their_figure_only(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trainyard.io.plots
+
+    def fails(study: object) -> dict[str, float]:
+        raise ValueError("the forest could not be fitted")
+
+    monkeypatch.setattr(trainyard.io.plots, "importances", fails)
+    assert main(["run", tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=3", "job.plots=true"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "plot param_importances.png skipped: the forest could not be fitted" in err
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED"
+    plots = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/optimization_history.png", "plots/parallel_coordinate.png"}

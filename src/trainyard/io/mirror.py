@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from trainyard.io.logging import get_logger
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from trainyard.io.plots import Importances
     from trainyard.io.study_runs import Lineage, StudyRuns, StudyRunSpec
 
 
@@ -147,8 +149,12 @@ class TrialMirror:
                 get_logger().warning("trial %s not written to MLflow: %s", trial.number, error)
 
     def finish(self, best: FrozenTrial) -> MirrorReport:
-        """Wait until every trial, the results (``best``) and the parent run's end are written."""
-        report = self._exchange(("finish", best.number))
+        """Wait until every trial, the results (``best``) and the parent run's end are written.
+
+        The job computes the parameter importances (it has scikit-learn loaded; the writer never
+        imports it) while the writer logs the rest, and sends them after ``finish``.
+        """
+        report = self._exchange(("finish", best.number), then=self._importances if self.spec.plots else None)
         if report is None:  # the writer is gone: do its remaining work here
             with self._lock:
                 runs, report = self._runs(), self._report
@@ -212,8 +218,20 @@ class TrialMirror:
                 self._gone()
                 return False
 
-    def _exchange(self, message: tuple[str, Any]) -> MirrorReport | None:
-        """Send the last message and wait for the report; None when the writer is gone.
+    def _importances(self) -> tuple[str, Importances | str]:
+        """The parameter importances for the writer's figure, or why there are none."""
+        from trainyard.io.plots import importances
+
+        try:
+            return ("importances", importances(self.study))
+        except Exception as error:  # e.g. fewer than two completed trials: the figure is skipped
+            return ("importances", str(error) or type(error).__name__)
+
+    def _exchange(
+        self, message: tuple[str, Any], then: Callable[[], tuple[str, Any]] | None = None
+    ) -> MirrorReport | None:
+        """Send the last message (and what ``then`` makes) and wait for the report; None when the
+        writer is gone.
 
         A first Ctrl-C or SIGTERM while the writer ends the run only says so; a second one stops the
         writer and the job at once (the next run repairs the parent run).
@@ -222,6 +240,8 @@ class TrialMirror:
         self._ended = True
         if process is None or not self._send(message):
             return None
+        if then is not None:
+            self._send(then())  # a writer that stopped meanwhile is found out below
         assert process.stdin is not None and process.stdout is not None
         with self._lock:
             report, received = None, False
@@ -377,9 +397,10 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
                     "trial id %s not written to MLflow: %s: %s", body, type(error).__name__, error
                 )
         elif kind == "finish":
+            warm_ups.clear()  # too late for a head start: drawing the real figures imports what they need
             if unwritten:  # one more try before the results (a failure here leaves it to the job)
                 report.count(runs.catch_up(), runs.spec.owner)
-            report.status, report.error = runs.conclude(body)
+            report.status, report.error = runs.conclude(body, partial(_importances_from, inbox))
             break
         elif kind == "end":
             status, failure = body
@@ -391,6 +412,19 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     except OSError:  # the job stopped waiting (a second Ctrl-C): the run is ended all the same
         return 1
     return 0
+
+
+def _importances_from(inbox: queue.Queue[Any]) -> Importances:
+    """The parameter importances the job sends after ``finish``."""
+    message = inbox.get()
+    if message is None:
+        raise ValueError("the job sent no parameter importances")
+    kind, body = message
+    if kind != "importances":
+        raise ValueError(f"expected the parameter importances, got {kind!r}")
+    if isinstance(body, str):  # why the job could not compute them
+        raise ValueError(body)
+    return dict(body)
 
 
 def _collect_logs(into: list[tuple[int, str]]) -> None:
@@ -427,12 +461,13 @@ def _drain(messages: IO[bytes]) -> queue.Queue[tuple[str, Any] | None]:
 
 
 def _plot_warm_ups() -> list[Callable[[], None]]:
-    """Steps that import the plotting stack and draw the figures of a tiny study, for idle moments.
+    """Steps that import matplotlib and draw the figures of a tiny study, for idle moments.
 
-    Importing takes about a second of the writer's time, and the first figures a process draws cost
-    about 0.1 s more than later ones (fonts, the importances' forest, matplotlib's caches). Done
-    while the search runs, in steps between trials, they are not paid once the last trial is known,
-    and the trials' child runs never wait behind them.
+    Importing takes about 0.4 s of the writer's time, and the first figures a process draws cost
+    about 0.1 s more than later ones (fonts, matplotlib's caches). Done while the search runs, in
+    steps between trials, they are not paid once the last trial is known, and the trials' child
+    runs never wait behind them. (The importances' forest is the job's: the writer never imports
+    scikit-learn, a second of its time.)
     """
 
     def import_matplotlib() -> None:
@@ -440,11 +475,7 @@ def _plot_warm_ups() -> list[Callable[[], None]]:
         from matplotlib.backends import backend_agg  # noqa: F401
         from matplotlib.collections import LineCollection  # noqa: F401
 
-    def import_importances() -> None:
-        import optuna.importance  # noqa: F401
-        import sklearn.ensemble  # noqa: F401  (the importance evaluator's forest)
-
-    return [import_matplotlib, import_importances, _draw_a_tiny_study]
+    return [import_matplotlib, _draw_a_tiny_study]
 
 
 def _draw_a_tiny_study() -> None:
@@ -461,7 +492,7 @@ def _draw_a_tiny_study() -> None:
         study.optimize(
             lambda trial: trial.suggest_float("x", 0, 1) + trial.suggest_int("y", 0, 3), n_trials=3
         )
-        for make in figures(study, "warm-up").values():
+        for make in figures(study, "warm-up", lambda: {"x": 0.75, "y": 0.25}).values():
             make().savefig(io.BytesIO(), format="png")
     except Exception as error:  # only a head start: the real figures report their own errors
         get_logger().debug("plots not warmed up: %s", error)

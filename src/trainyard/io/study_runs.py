@@ -16,10 +16,13 @@ from trainyard.errors import ConfigurationError, TrainyardError
 from trainyard.io.tracking import MlflowService, RunRecord, record_error
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
     import pandas as pd
     from optuna.trial import FrozenTrial
 
+    from trainyard.io.plots import Importances
     from trainyard.io.readers import Reader
     from trainyard.io.trials import TrialLogger
 
@@ -133,19 +136,22 @@ class StudyRuns:
         """``write`` for a trial named by its storage id (what a job sends its writer)."""
         return self.write(self._study()._storage.get_trial(trial_id))
 
-    def log_results(self, best_number: int) -> None:
-        """Best params and scores, the trials table and the plots, on the parent run."""
+    def log_results(self, best_number: int, importances: Callable[[], Importances] | None = None) -> None:
+        """Best params and scores, the trials table and the plots, on the parent run (``importances``:
+        where the parameter importances come from, if not computed here)."""
         study = self._study()
         best = next(t for t in study.get_trials(deepcopy=False) if t.number == best_number)
-        self._logger().log_results(study, best)
+        self._logger().log_results(study, best, importances)
 
-    def conclude(self, best_number: int) -> tuple[str, str | None]:
+    def conclude(
+        self, best_number: int, importances: Callable[[], Importances] | None = None
+    ) -> tuple[str, str | None]:
         """Log the results, then end the parent run: FINISHED, or FAILED with the error when the results
         could not be logged. Returns the status the run was left in, and that error."""
         import traceback
 
         try:
-            self.log_results(best_number)
+            self.log_results(best_number, importances)
         except Exception as error:
             described = f"{type(error).__name__}: {error}"
             return self.end("FAILED", (described, "".join(traceback.format_exception(error)))), described

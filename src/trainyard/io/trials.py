@@ -11,9 +11,13 @@ from trainyard.io.logging import get_logger
 from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, worker_token
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
     from mlflow import MlflowClient
     from optuna.trial import FrozenTrial
+
+    from trainyard.io.plots import Importances
 
 WRITER_TAG = "trainyard.writer"
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -115,8 +119,13 @@ class TrialLogger:
             written.update(trial.number for trial in missing)
         return missing
 
-    def log_results(self, study: optuna.Study, best: FrozenTrial) -> None:
-        """Best params and scores, the results table, and the plots, on the parent run."""
+    def log_results(
+        self, study: optuna.Study, best: FrozenTrial, importances: Callable[[], Importances] | None = None
+    ) -> None:
+        """Best params and scores, the results table, and the plots, on the parent run.
+
+        ``importances`` gives the parameter importances (default: computed here, with scikit-learn).
+        """
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import RunTag
 
@@ -146,14 +155,20 @@ class TrialLogger:
                 (Path(folder) / "pareto_front.json").write_text(json.dumps(front, indent=2))
                 self.client.log_artifact(self.parent_id, str(Path(folder) / "pareto_front.json"))
         if self.plots:
-            _log_plots(self.client, self.parent_id, study, self.metric_names)
+            _log_plots(self.client, self.parent_id, study, self.metric_names, importances)
 
 
-def _log_plots(client: MlflowClient, run_id: str, study: optuna.Study, names: list[str]) -> None:
-    """Optimization history, parameter importances and parallel coordinates (first objective)."""
+def _log_plots(
+    client: MlflowClient,
+    run_id: str,
+    study: optuna.Study,
+    names: list[str],
+    importances: Callable[[], Importances] | None,
+) -> None:
+    """Optimization history, parallel coordinates and parameter importances (first objective)."""
     from trainyard.io.plots import figures
 
-    for name, make in figures(study, names[0]).items():
+    for name, make in figures(study, names[0], importances).items():
         try:
             client.log_figure(run_id, make(), f"plots/{name}")
         except Exception as error:  # e.g. importances need two completed trials
