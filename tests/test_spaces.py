@@ -196,6 +196,7 @@ def test_the_misspelt_function_message() -> None:
         ("rnge(1,2)", r"unknown function rnge\(\)"),
         ("shuffle(range(1,3))", r"unknown function shuffle\(\)"),
         ("range(1,2", "not a complete call, check its parentheses"),
+        ("range(2", r"inside a YAML \{\.\.\.\} or \[\.\.\.\], a comma ends the value; quote the expression"),
         ("choice(1,2))", "unbalanced parentheses"),
         ("choice('a, b)", "unbalanced quotes or parentheses"),
         ("choice()", r"choice\(\) needs at least one value"),

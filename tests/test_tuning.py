@@ -315,6 +315,18 @@ def test_empty_space_is_an_error(workdir: Path) -> None:
         load_settings([tuning(workdir, "{KIND: random, n_trials: 3, space: {}}")])
 
 
+def test_an_expression_split_by_a_yaml_flow_mapping_says_to_quote_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: range(2, 10)}}")
+    assert main(["run", config]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "job.searcher.space: max_depth: not a complete call: inside a YAML {...} or [...]" in err
+    assert "quote the expression ('range(2, 10)')" in err and "got 'range(2'" in err
+    quoted = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: 'range(2, 10)'}}")
+    assert load_settings([quoted]).job.searcher.space["max_depth"] == "range(2, 10)"  # type: ignore[attr-defined]
+
+
 def test_grid_needs_a_finite_space(workdir: Path) -> None:
     config = tuning(workdir, "{KIND: grid, space: {ccp_alpha: 'interval(0.1, 1.0)'}}")
     with pytest.raises(ConfigurationError) as caught:

@@ -232,6 +232,11 @@ def _arguments(function: str, parts: list[str], names: tuple[str, ...]) -> dict[
 def _expression(text: str) -> Dimension:
     call = _CALL.fullmatch(text)
     if not call:
+        if "(" in text and not {")", ","} & set(text):  # what YAML leaves of range(2, 10) in {...}
+            raise ValueError(
+                "not a complete call: inside a YAML {...} or [...], a comma ends the value; quote the "
+                f"expression ('range(2, 10)') or write the space in block style; {_EXPECTED}"
+            )
         raise ValueError(f"not a complete call, check its parentheses; {_EXPECTED}")
     function, parts = call.group(1), _split(call.group(2))
     if function == "choice":
