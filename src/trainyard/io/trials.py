@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from trainyard.io.logging import get_logger
 from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, worker_token
+from trainyard.io.study_runs import STUDY_TAG
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +47,7 @@ class TrialLogger:
         tags = {
             "mlflow.parentRunId": self.parent_id,
             "mlflow.runName": f"trial-{trial.number}",
-            "trainyard.study": self.study_name,
+            STUDY_TAG: self.study_name,
             "trainyard.trial": str(trial.number),
             "trainyard.state": trial.state.name,
             WRITER_TAG: worker_token(),
