@@ -309,3 +309,19 @@ def test_importances_the_job_cannot_compute_skip_their_figure_only(
     assert parent.info.status == "FINISHED"
     plots = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")}
     assert plots == {"plots/optimization_history.png", "plots/parallel_coordinate.png"}
+
+
+@pytest.mark.parametrize(
+    ("spare_core", "shared", "drawn"), [(True, False, True), (False, False, False), (True, True, False)]
+)
+def test_the_writer_draws_ahead_only_on_a_core_the_trials_leave_idle(
+    monkeypatch: pytest.MonkeyPatch, spare_core: bool, shared: bool, drawn: bool
+) -> None:
+    from types import SimpleNamespace
+
+    calls: list[str] = []
+    monkeypatch.setattr(mirror, "_draw_a_tiny_study", lambda: calls.append("drawn"))
+    runs = SimpleNamespace(spec=SimpleNamespace(spare_core=spare_core), shared=lambda: shared)
+    for step in mirror._plot_warm_ups(runs):  # type: ignore[arg-type]
+        step()
+    assert calls == (["drawn"] if drawn else [])

@@ -543,7 +543,9 @@ def test_one_study_tracked_in_two_stores_keeps_one_parent_in_each(workdir: Path,
     assert other_parent.info.run_id != parent.info.run_id and len(other_children) == 3
 
 
-def test_a_parent_run_stays_running_while_another_worker_uses_it(workdir: Path, tracking_uri: str) -> None:
+def test_a_parent_run_stays_running_while_another_worker_uses_it(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
@@ -556,15 +558,20 @@ def test_a_parent_run_stays_running_while_another_worker_uses_it(workdir: Path, 
         running = study.ask()  # the other worker's trial, still running
         study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
         config = tuning(workdir)
-        assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
+        assert (
+            main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3", "job.plots=true"]) == 0
+        )
         parent, _ = runs_of(tracking_uri)
         assert parent.info.status == "RUNNING", "the other worker still writes to it"
+        assert "plots left to the worker that finishes last" in capsys.readouterr().err
+        assert not mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")
     finally:
         other.kill()
         other.wait()
-    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4"]) == 0
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4", "job.plots=true"]) == 0
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "FINISHED", "the last worker ends it (the other one died meanwhile)"
+    assert len(mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")) == 3
 
 
 def test_a_parent_run_a_killed_worker_left_unrecorded_is_resumed(workdir: Path, tracking_uri: str) -> None:

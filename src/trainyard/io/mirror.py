@@ -378,7 +378,7 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
             except Exception:
                 return CANNOT_OPEN
             if body.plots:
-                warm_ups = _plot_warm_ups()
+                warm_ups = _plot_warm_ups(runs)
             continue
         assert runs is not None, "the job opens the writer first"
         if kind == "lineage":
@@ -460,14 +460,15 @@ def _drain(messages: IO[bytes]) -> queue.Queue[tuple[str, Any] | None]:
     return inbox
 
 
-def _plot_warm_ups() -> list[Callable[[], None]]:
+def _plot_warm_ups(runs: StudyRuns) -> list[Callable[[], None]]:
     """Steps that import matplotlib and draw the figures of a tiny study, for idle moments.
 
     Importing takes about 0.4 s of the writer's time, and the first figures a process draws cost
     about 0.1 s more than later ones (fonts, matplotlib's caches). Done while the search runs, in
     steps between trials, they are not paid once the last trial is known, and the trials' child
     runs never wait behind them. (The importances' forest is the job's: the writer never imports
-    scikit-learn, a second of its time.)
+    scikit-learn, a second of its time.) The drawing is extra work: it is skipped when the job's
+    trials use every core (n_jobs) or another worker runs trials of the study.
     """
 
     def import_matplotlib() -> None:
@@ -475,7 +476,11 @@ def _plot_warm_ups() -> list[Callable[[], None]]:
         from matplotlib.backends import backend_agg  # noqa: F401
         from matplotlib.collections import LineCollection  # noqa: F401
 
-    return [import_matplotlib, _draw_a_tiny_study]
+    def draw_a_tiny_study() -> None:  # extra work, worth it only on a core the trials leave idle
+        if runs.spec.spare_core and not runs.shared():
+            _draw_a_tiny_study()
+
+    return [import_matplotlib, draw_a_tiny_study]
 
 
 def _draw_a_tiny_study() -> None:

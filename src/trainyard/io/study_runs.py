@@ -45,6 +45,7 @@ class StudyRunSpec:
     record: RunRecord
     metric_names: list[str]
     plots: bool
+    spare_core: bool = True  # the job's trials leave a core idle: the writer may work ahead on it
 
 
 class StudyRuns:
@@ -136,12 +137,14 @@ class StudyRuns:
         """``write`` for a trial named by its storage id (what a job sends its writer)."""
         return self.write(self._study()._storage.get_trial(trial_id))
 
-    def log_results(self, best_number: int, importances: Callable[[], Importances] | None = None) -> None:
-        """Best params and scores, the trials table and the plots, on the parent run (``importances``:
-        where the parameter importances come from, if not computed here)."""
+    def log_results(
+        self, best_number: int, importances: Callable[[], Importances] | None = None, plots: bool = True
+    ) -> None:
+        """Best params and scores, the trials table and (unless ``plots`` is False) the plots, on the
+        parent run (``importances``: where the parameter importances come from, if not computed here)."""
         study = self._study()
         best = next(t for t in study.get_trials(deepcopy=False) if t.number == best_number)
-        self._logger().log_results(study, best, importances)
+        self._logger().log_results(study, best, importances, plots)
 
     def conclude(
         self, best_number: int, importances: Callable[[], Importances] | None = None
@@ -150,34 +153,42 @@ class StudyRuns:
         could not be logged. Returns the status the run was left in, and that error."""
         import traceback
 
+        # Another live worker concludes after this one: its plots replace these, so it alone draws them.
+        shared = self.shared()
         try:
-            self.log_results(best_number, importances)
+            self.log_results(best_number, importances, plots=not shared)
         except Exception as error:
             described = f"{type(error).__name__}: {error}"
             return self.end("FAILED", (described, "".join(traceback.format_exception(error)))), described
-        return self.end("FINISHED"), None
+        return self.end("FINISHED", shared=shared), None
 
-    def end(self, status: str, error: tuple[str, str] | None = None) -> str:
+    def end(self, status: str, error: tuple[str, str] | None = None, shared: bool | None = None) -> str:
         """End the parent run with ``status`` (and ``error``: its description and details).
 
-        A run that another live worker still uses stays RUNNING after a success: the last one ends it.
-        Returns the status the run was left in.
+        A run that another live worker still uses (``shared``; checked when not given) stays RUNNING
+        after a success: the last one ends it. Returns the status the run was left in.
         """
         from trainyard.io.logging import get_logger
-        from trainyard.io.studies import others_running
 
         parent = self._parent()
         if error is not None:
             record_error(parent, *error)
-        if status == "FINISHED":
-            try:
-                if others_running(self._study(), self.spec.owner):
-                    get_logger().info("MLflow run %s stays RUNNING: another worker still uses it", parent)
-                    return "RUNNING"
-            except Exception as check_error:  # ending the run matters more than this refinement
-                get_logger().warning("could not check whether another worker uses the run: %s", check_error)
+        if status == "FINISHED" and (self.shared() if shared is None else shared):
+            get_logger().info("MLflow run %s stays RUNNING: another worker still uses it", parent)
+            return "RUNNING"
         self.client.set_terminated(parent, status)
         return status
+
+    def shared(self) -> bool:
+        """Whether another live worker still runs trials of the study (it concludes after this one)."""
+        from trainyard.io.logging import get_logger
+        from trainyard.io.studies import others_running
+
+        try:
+            return others_running(self._study(), self.spec.owner)
+        except Exception as check_error:  # ending the run matters more than this refinement
+            get_logger().warning("could not check whether another worker uses the run: %s", check_error)
+            return False
 
     def _orphan(self, experiment_id: str) -> str | None:
         """A parent run of this study that a killed worker created but did not record in the study.

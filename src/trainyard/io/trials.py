@@ -121,11 +121,14 @@ class TrialLogger:
         return missing
 
     def log_results(
-        self, study: optuna.Study, best: FrozenTrial, importances: Callable[[], Importances] | None = None
+        self,
+        study: optuna.Study,
+        best: FrozenTrial,
+        importances: Callable[[], Importances] | None = None,
+        plots: bool = True,
     ) -> None:
-        """Best params and scores, the results table, and the plots, on the parent run.
-
-        ``importances`` gives the parameter importances (default: computed here, with scikit-learn).
+        """Best params and scores, the results table, and the plots (if on, and ``plots``), on the
+        parent run. ``importances`` gives the parameter importances (default: computed here).
         """
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import RunTag
@@ -155,8 +158,10 @@ class TrialLogger:
                 ]
                 (Path(folder) / "pareto_front.json").write_text(json.dumps(front, indent=2))
                 self.client.log_artifact(self.parent_id, str(Path(folder) / "pareto_front.json"))
-        if self.plots:
+        if self.plots and plots:
             _log_plots(self.client, self.parent_id, study, self.metric_names, importances)
+        elif self.plots:
+            get_logger().info("plots left to the worker that finishes last (another one is still running)")
 
 
 def _log_plots(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -205,6 +206,7 @@ class TuningJob(SupervisedJob):
             record=self.run_record({STUDY_TAG: name, "mlflow.source.name": sys.argv[0]}),
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
+            spare_core=(os.cpu_count() or 1) > self.searcher.n_jobs,
         )
 
     def _check_directions(self, study: optuna.Study) -> None:
