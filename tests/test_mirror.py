@@ -325,3 +325,25 @@ def test_the_writer_draws_ahead_only_on_a_core_the_trials_leave_idle(
     for step in mirror._plot_warm_ups(runs):  # type: ignore[arg-type]
         step()
     assert calls == (["drawn"] if drawn else [])
+
+
+def test_a_job_waiting_long_for_its_writer_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from trainyard.io.logging import LoggerService
+
+    LoggerService().start()
+    monkeypatch.setattr(mirror, "WAIT_NOTICE_SECONDS", 0.2)
+    read_end, write_end = os.pipe()
+
+    def answer_late() -> None:
+        time.sleep(1.0)
+        with os.fdopen(write_end, "wb") as replies:
+            pickle.dump(mirror.MirrorReport(parent_id="late"), replies)
+
+    threading.Thread(target=answer_late).start()
+    with os.fdopen(read_end, "rb") as replies:
+        assert mirror._await_report(replies).parent_id == "late"
+    assert "still waiting for the MLflow writer to log the results" in capsys.readouterr().err

@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 WRITER_COMMAND = [sys.executable, "-m", "trainyard.io.mirror"]  # + the job's pid
 CANNOT_OPEN = 2  # the writer's exit code when MLflow (the store, the parent run or the lineage) fails
+WAIT_NOTICE_SECONDS = 15.0  # how often the job says it still waits for the writer's report
 _prestarted: list[subprocess.Popen[bytes]] = []  # a writer started before the job's config was validated
 
 
@@ -304,6 +306,7 @@ def _await_report(replies: IO[bytes]) -> Any:
     from trainyard.errors import JobCancelledError
 
     try:
+        _wait_for_answer(replies)
         return pickle.load(replies)
     except (KeyboardInterrupt, JobCancelledError):
         get_logger().warning(
@@ -412,6 +415,19 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     except OSError:  # the job stopped waiting (a second Ctrl-C): the run is ended all the same
         return 1
     return 0
+
+
+def _wait_for_answer(replies: IO[bytes]) -> None:
+    """Return once the writer starts answering; say every WAIT_NOTICE_SECONDS that the job still waits
+    (a tracking server that does not answer keeps the writer in MLflow's retries)."""
+    started = time.monotonic()
+    try:
+        while not select.select([replies.fileno()], [], [], WAIT_NOTICE_SECONDS)[0]:
+            get_logger().info(
+                "still waiting for the MLflow writer to log the results (%.0f s)", time.monotonic() - started
+            )
+    except (OSError, ValueError):  # not a pipe select() can watch: the read that follows just blocks
+        return
 
 
 def _importances_from(inbox: queue.Queue[Any]) -> Importances:
