@@ -347,3 +347,57 @@ def test_a_job_waiting_long_for_its_writer_says_so(
     with os.fdopen(read_end, "rb") as replies:
         assert mirror._await_report(replies).parent_id == "late"
     assert "still waiting for the MLflow writer to log the results" in capsys.readouterr().err
+
+
+def test_a_first_interrupt_while_the_job_computes_importances_only_skips_their_figure(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trainyard.io.plots
+
+    def interrupted(study: object) -> dict[str, float]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainyard.io.plots, "importances", interrupted)
+    assert main(["run", tuning(workdir, SHORT_TRIALS), "job.searcher.n_trials=3", "job.plots=true"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupt again to stop now" in err and "plot param_importances.png skipped: interrupted" in err
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED"
+
+
+def test_a_writer_done_before_the_importances_arrive_still_reports(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another live worker: the writer leaves the plots to it and answers without reading the
+    importances, which the job sends late (a big study's forest)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    import trainyard.io.plots
+
+    def slow(study: object) -> dict[str, float]:
+        time.sleep(3)
+        return {"max_depth": 1.0}
+
+    monkeypatch.setattr(trainyard.io.plots, "importances", slow)
+    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
+    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        token = other.stdout.readline().strip()
+        storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
+        import optuna
+
+        study = optuna.create_study(study_name="shared", storage=storage, direction="minimize")
+        running = study.ask()
+        study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
+        config = tuning(workdir, SHORT_TRIALS)
+        assert (
+            main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4", "job.plots=true"]) == 0
+        )
+    finally:
+        other.kill()
+        other.wait()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "writer process stopped" not in err and "MLflow opened in the job" not in err
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "RUNNING"

@@ -130,3 +130,30 @@ def test_importances_without_parameters_say_so() -> None:
     study.optimize(lambda trial: 1.0, n_trials=2)
     with pytest.raises(ValueError, match="no completed trial has parameters to rank"):
         param_importances({}, Objective.of(study, "rmse"))
+
+
+def test_an_infinite_value_is_left_out_of_the_figures() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
+    study.enqueue_trial({"x": 0.5})
+    study.optimize(lambda t: float("inf") * t.suggest_float("x", 0, 1), n_trials=1)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 6, "Optuna keeps an inf value"
+    objective = Objective.of(study, "rmse")
+    assert len(objective.trials) == 5 and all(math.isfinite(v) for v in objective.values())
+    segments = next(
+        c for c in parallel_coordinate(objective).axes[0].collections if isinstance(c, LineCollection)
+    )
+    assert sorted(s[-1][1] for s in segments.get_segments())[-1] == 1.0, "the values still span the axis"
+
+
+def test_zero_and_false_are_different_choices() -> None:
+    axis = _Axis("flag", 0.0, 1.0, False, [0, False, 1])
+    assert [axis.position(v) for v in (0, False, 1)] == [0.0, 0.5, 1.0]
+
+
+def test_the_parallel_coordinates_show_at_most_twenty_parameters() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=6))
+    study.optimize(lambda t: sum(t.suggest_float(f"p{i:02d}", 0, 1) for i in range(30)), n_trials=4)
+    axes = parallel_coordinate(Objective.of(study, "rmse")).axes[0]
+    assert len(axes.get_xticklabels()) == 21  # 20 parameters and the metric
+    assert axes.get_title() == "Parallel coordinates (the first 20 of 30 parameters)"

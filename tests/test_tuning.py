@@ -574,46 +574,75 @@ def test_a_parent_run_stays_running_while_another_worker_uses_it(
     assert len(mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")) == 3
 
 
-def test_a_parent_run_a_killed_worker_left_unrecorded_is_resumed(workdir: Path, tracking_uri: str) -> None:
-    """A worker killed between creating the parent run and recording it in the study leaves it RUNNING."""
-    from trainyard.io.studies import parent_attr
-
-    config = tuning(workdir)
-    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
-    parent, _ = runs_of(tracking_uri)
-    dead = subprocess.run(
+def _dead_token() -> str:
+    return subprocess.run(
         [sys.executable, "-c", "from trainyard.io.studies import worker_token as t; print(t())"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    client = mlflow.MlflowClient(tracking_uri)
-    client.set_tag(parent.info.run_id, "trainyard.writer", dead)
-    client.update_run(parent.info.run_id, status="RUNNING")
-    study = study_of(workdir, "shared")
-    study.set_user_attr(parent_attr(tracking_uri), None)  # as if killed before the study recorded it
-    study.set_user_attr(parent_attr(tracking_uri, claim=True), dead)
-
-    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4"]) == 0
-    resumed, children = runs_of(tracking_uri)  # asserts one parent
-    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
-    assert len(children) == 4
-    assert study_of(workdir, "shared").user_attrs[parent_attr(tracking_uri)] == parent.info.run_id
 
 
-def test_a_running_parent_run_of_a_live_worker_is_not_taken(workdir: Path, tracking_uri: str) -> None:
-    from trainyard.io.studies import parent_attr, worker_token
+def _leave_unrecorded(workdir: Path, tracking_uri: str, study: str, claimant: str) -> str:
+    """Make the study's parent run look as a job killed between creating and recording it leaves it."""
+    from trainyard.io.studies import parent_attr
 
-    config = tuning(workdir)
-    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
     parent, _ = runs_of(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
-    client.set_tag(parent.info.run_id, "trainyard.writer", worker_token())  # alive: this process
+    client.set_tag(parent.info.run_id, "trainyard.claim", claimant)
     client.update_run(parent.info.run_id, status="RUNNING")
-    study_of(workdir, "shared").set_user_attr(parent_attr(tracking_uri), None)
+    stored = study_of(workdir, study)
+    stored.set_user_attr(parent_attr(tracking_uri), None)
+    stored.set_user_attr(parent_attr(tracking_uri, claim=True), claimant)
+    return str(parent.info.run_id)
 
+
+@pytest.mark.parametrize("name", ["shared", "bob's study"])
+def test_a_parent_run_a_killed_worker_left_unrecorded_is_resumed(
+    workdir: Path, tracking_uri: str, name: str
+) -> None:
+    """A worker killed between creating the parent run and recording it in the study leaves it RUNNING."""
+    from trainyard.io.studies import parent_attr
+
+    config = tuning(workdir)
+    assert main(["run", config, f"job.study.name={name}", "job.searcher.n_trials=2"]) == 0
+    parent = _leave_unrecorded(workdir, tracking_uri, name, _dead_token())
+    assert main(["run", config, f"job.study.name={name}", "job.searcher.n_trials=4"]) == 0
+    resumed, children = runs_of(tracking_uri)  # asserts one parent
+    assert resumed.info.run_id == parent and resumed.info.status == "FINISHED"
+    assert len(children) == 4
+    assert study_of(workdir, name).user_attrs[parent_attr(tracking_uri)] == parent
+
+
+def test_a_study_made_anew_does_not_take_the_old_ones_parent(workdir: Path, tracking_uri: str) -> None:
+    config = tuning(workdir)
     assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
+    old = _leave_unrecorded(workdir, tracking_uri, "shared", _dead_token())
+    (workdir / "optuna-journal.log").unlink()  # the user starts the study over
+    assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=5"]) == 0
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 2 and parent.info.run_id in {r.info.run_id for r in parents}
+    new = next(r for r in parents if r.info.run_id != old)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == new.info.run_id]
+    assert len(parents) == 2 and len(children) == 5, "every trial of the new study has its child run"
+
+
+def test_a_running_parent_run_claimed_by_a_live_worker_is_not_taken(workdir: Path, tracking_uri: str) -> None:
+    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
+    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        live = other.stdout.readline().strip()
+        config = tuning(workdir)
+        assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
+        old = _leave_unrecorded(workdir, tracking_uri, "shared", _dead_token())
+        mlflow.MlflowClient(tracking_uri).set_tag(old, "trainyard.claim", live)
+        assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
+    finally:
+        other.kill()
+        other.wait()
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 2 and old in {r.info.run_id for r in parents}

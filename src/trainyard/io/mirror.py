@@ -122,6 +122,7 @@ class TrialMirror:
         self._report = MirrorReport()  # what the job wrote itself
         self._cannot_open = False  # the job's own attempt to open MLflow failed
         self._ended = False  # the parent run's end was asked for (finish, fail or abandon)
+        self._interrupted = False  # a first interrupt came while the writer ends the run
 
     def start(self) -> None:
         """Start the writer process; it opens MLflow and the parent run while the job goes on."""
@@ -221,11 +222,20 @@ class TrialMirror:
                 return False
 
     def _importances(self) -> tuple[str, Importances | str]:
-        """The parameter importances for the writer's figure, or why there are none."""
+        """The parameter importances for the writer's figure, or why there are none.
+
+        A first Ctrl-C or SIGTERM here is the first one while the writer ends the run: it is only
+        announced (the figure is skipped), and the next one stops both.
+        """
+        from trainyard.errors import JobCancelledError
         from trainyard.io.plots import importances
 
         try:
             return ("importances", importances(self.study))
+        except (KeyboardInterrupt, JobCancelledError):
+            _announce_wait()
+            self._interrupted = True
+            return ("importances", "interrupted")
         except Exception as error:  # e.g. fewer than two completed trials: the figure is skipped
             return ("importances", str(error) or type(error).__name__)
 
@@ -242,15 +252,18 @@ class TrialMirror:
         self._ended = True
         if process is None or not self._send(message):
             return None
-        if then is not None:
-            self._send(then())  # a writer that stopped meanwhile is found out below
         assert process.stdin is not None and process.stdout is not None
+        if then is not None:  # best effort: a writer done without it has its report in the pipe already
+            follow_up = then()
+            with contextlib.suppress(OSError, ValueError):
+                pickle.dump(follow_up, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                process.stdin.flush()
         with self._lock:
             report, received = None, False
             try:
                 with contextlib.suppress(OSError):
                     process.stdin.close()
-                report = _await_report(process.stdout)
+                report = _await_report(process.stdout, announced=self._interrupted)
                 received = True
             finally:
                 self.process = None
@@ -301,19 +314,19 @@ class TrialMirror:
             self.abandon()
 
 
-def _await_report(replies: IO[bytes]) -> Any:
-    """The writer's report; a first interruption while waiting is only announced."""
+def _await_report(replies: IO[bytes], announced: bool = False) -> Any:
+    """The writer's report; a first interruption while waiting is only announced (``announced``: one
+    was already)."""
     from trainyard.errors import JobCancelledError
 
-    try:
-        _wait_for_answer(replies)
-        return pickle.load(replies)
-    except (KeyboardInterrupt, JobCancelledError):
-        get_logger().warning(
-            "the MLflow writer is ending the run (a second or so); interrupt again to stop now"
-        )
-    except Exception:  # it stopped before answering: the job does the rest
-        return None
+    if not announced:
+        try:
+            _wait_for_answer(replies)
+            return pickle.load(replies)
+        except (KeyboardInterrupt, JobCancelledError):
+            _announce_wait()
+        except Exception:  # it stopped before answering: the job does the rest
+            return None
     try:
         return pickle.load(replies)
     except (KeyboardInterrupt, JobCancelledError):
@@ -415,6 +428,10 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     except OSError:  # the job stopped waiting (a second Ctrl-C): the run is ended all the same
         return 1
     return 0
+
+
+def _announce_wait() -> None:
+    get_logger().warning("the MLflow writer is ending the run (a second or so); interrupt again to stop now")
 
 
 def _wait_for_answer(replies: IO[bytes]) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 WIDTH, HEIGHT, DPI = 8.0, 4.5, 100
 CHAR = 0.085  # inches: an upper bound on a character's width in the default 10-point font
 LINE = 0.25  # inches: a line of 10-point text, with its padding
+MAX_AXES = 20  # parameters shown in the parallel coordinates
 _ABSENT = object()  # a parameter a trial did not have (a conditional space); None may be a choice
 
 
@@ -39,7 +40,8 @@ class Objective:
         from optuna.trial import TrialState
 
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return cls(name, study.directions[0] == StudyDirection.MAXIMIZE, complete)
+        finite = [t for t in complete if math.isfinite(t.values[0])]  # an inf would flatten every axis
+        return cls(name, study.directions[0] == StudyDirection.MAXIMIZE, finite)
 
     def values(self) -> list[float]:
         """The first objective of each completed trial, in trial order."""
@@ -127,7 +129,8 @@ def parallel_coordinate(objective: Objective) -> Figure:
     import numpy as np
     from matplotlib.collections import LineCollection
 
-    names = sorted({name for t in objective.trials for name in t.params})
+    every = sorted({name for t in objective.trials for name in t.params})
+    names = every[:MAX_AXES]  # beyond that the figure grows wider than anyone reads (and slow to draw)
     axes_of = [_Axis.of(name, objective.trials) for name in names]
     values = np.asarray(objective.values())
     value_axis = _Axis(objective.name, float(values.min()), float(values.max()), False, None)
@@ -159,7 +162,8 @@ def parallel_coordinate(objective: Objective) -> Figure:
         ylim=(-0.05, 1.05),
         xticks=range(len(columns)),
         yticks=[],
-        title="Parallel coordinates",
+        title="Parallel coordinates"
+        + (f" (the first {len(names)} of {len(every)} parameters)" if len(every) > len(names) else ""),
     )
     axes.set_xticklabels([c.name for c in columns], rotation=20, ha="right")
     for side in ("top", "right", "left"):
@@ -194,8 +198,9 @@ class _Axis:
         """Where ``value`` sits on this axis, from 0 to 1 (None when the trial has no such parameter)."""
         if value is _ABSENT:
             return None
-        if self.categories is not None:
-            return self._category_position(self.categories.index(value))
+        if self.categories is not None:  # by type too: 0 and False are different choices
+            index = next(i for i, c in enumerate(self.categories) if type(c) is type(value) and c == value)
+            return self._category_position(index)
         low, high, number = self.low, self.high, float(value)
         if self.log:
             low, high, number = math.log10(low), math.log10(high), math.log10(number)

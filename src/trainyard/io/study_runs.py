@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 STUDY_TAG = "trainyard.study"
 STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
+CLAIM_TAG = "trainyard.claim"  # on a study's parent run: the worker token of the job that claimed it
 
 # (reader, data, context): what a job read, to log as the run's input lineage
 Lineage = list[tuple["Reader", "pd.DataFrame", str]]
@@ -46,6 +47,7 @@ class StudyRunSpec:
     metric_names: list[str]
     plots: bool
     spare_core: bool = True  # the job's trials leave a core idle: the writer may work ahead on it
+    previous_claim: str | None = None  # the worker whose claim on the parent run this job's replaced
 
 
 class StudyRuns:
@@ -91,12 +93,17 @@ class StudyRuns:
         )
         record = self.spec.record
         if parent is None:
-            parent = self._orphan(experiment_id)
+            parent = self._orphan(experiment_id, study.study_name)
             if parent is not None:
                 study.set_user_attr(parent_attr(uri), parent)
                 get_logger().info("resuming MLflow run %s, which a killed worker left unrecorded", parent)
             else:  # marked as this worker's, and recorded in the study before anything else is logged
-                tags = {**record.tags, WRITER_TAG: worker_token(), STORAGE_TAG: self._storage_digest()}
+                tags = {
+                    **record.tags,
+                    WRITER_TAG: worker_token(),
+                    CLAIM_TAG: self.spec.owner,
+                    STORAGE_TAG: self._storage_digest(),
+                }
                 record = replace(record, tags=tags)
         self.parent_id = self.service.begin_run(
             record, parent, created=lambda run_id: study.set_user_attr(parent_attr(uri), run_id)
@@ -160,7 +167,7 @@ class StudyRuns:
         except Exception as error:
             described = f"{type(error).__name__}: {error}"
             return self.end("FAILED", (described, "".join(traceback.format_exception(error)))), described
-        return self.end("FINISHED", shared=shared), None
+        return self.end("FINISHED"), None  # checked again: the results took a while
 
     def end(self, status: str, error: tuple[str, str] | None = None, shared: bool | None = None) -> str:
         """End the parent run with ``status`` (and ``error``: its description and details).
@@ -190,25 +197,32 @@ class StudyRuns:
             get_logger().warning("could not check whether another worker uses the run: %s", check_error)
             return False
 
-    def _orphan(self, experiment_id: str) -> str | None:
+    def _orphan(self, experiment_id: str, study_name: str) -> str | None:
         """A parent run of this study that a killed worker created but did not record in the study.
 
-        A worker killed between MLflow's insert and the study's record leaves such a run RUNNING;
-        the next creator resumes it rather than add a second parent. Only runs whose creator is gone.
+        A job killed between MLflow's insert and the study's record leaves such a run RUNNING; the
+        next creator resumes it rather than add a second parent. Only a run claimed by this job (its
+        writer died) or by the dead worker whose claim on this very study this job replaced: a study
+        made anew under the same name and storage has no such claim.
         """
         from trainyard.io.studies import token_alive
-        from trainyard.io.trials import WRITER_TAG
 
-        study = self.spec.study_name.replace("'", "\\'")
+        claims = {self.spec.owner}
+        if self.spec.previous_claim and not token_alive(self.spec.previous_claim):
+            claims.add(self.spec.previous_claim)
+        conditions = [f"tags.`{STORAGE_TAG}` = '{self._storage_digest()}'", "attributes.status = 'RUNNING'"]
+        if '"' not in study_name:  # MLflow's filter has no escapes: double quotes hold a name with '
+            conditions.append(f'tags.`{STUDY_TAG}` = "{study_name}"')
         runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{STUDY_TAG}` = '{study}' AND tags.`{STORAGE_TAG}` = '{self._storage_digest()}'"
-            " AND attributes.status = 'RUNNING'",
-            order_by=["attributes.start_time DESC"],
+            [experiment_id], filter_string=" AND ".join(conditions), order_by=["attributes.start_time DESC"]
         )
         for run in runs:
-            creator = run.data.tags.get(WRITER_TAG)  # the process that created it
-            if "mlflow.parentRunId" not in run.data.tags and creator and not token_alive(creator):
+            tags = run.data.tags
+            if (
+                tags.get(STUDY_TAG) == study_name
+                and "mlflow.parentRunId" not in tags
+                and tags.get(CLAIM_TAG) in claims
+            ):
                 return str(run.info.run_id)
         return None
 

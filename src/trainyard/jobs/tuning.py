@@ -112,7 +112,7 @@ class TuningJob(SupervisedJob):
         import optuna
 
         from trainyard.io.mirror import TrialMirror
-        from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers
+        from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         name = self.study_name()
@@ -132,7 +132,9 @@ class TuningJob(SupervisedJob):
             step.note(f"{name} in {self.study.location(tracking_uri)}: {_count_finished(study)} finished")
             if dead:
                 step.note(f"trials {dead} of dead workers marked failed")
-        mirror = TrialMirror(self._run_spec(name, claim_parent(study, tracking_uri)), study)
+        previous_claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
+        claimed_at = claim_parent(study, tracking_uri)
+        mirror = TrialMirror(self._run_spec(name, claimed_at, previous_claim), study)
         mirror.start()
         self._opened = (study, mirror)
 
@@ -192,7 +194,7 @@ class TuningJob(SupervisedJob):
         self.report("Tuning finished", summary)
         return locals()
 
-    def _run_spec(self, name: str, claimed_at: float | None) -> StudyRunSpec:
+    def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
         from trainyard.io.studies import worker_token
         from trainyard.io.study_runs import STUDY_TAG, StudyRunSpec
 
@@ -207,6 +209,7 @@ class TuningJob(SupervisedJob):
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
             spare_core=(os.cpu_count() or 1) > self.searcher.n_jobs,
+            previous_claim=str(previous_claim) if previous_claim else None,
         )
 
     def _check_directions(self, study: optuna.Study) -> None:
