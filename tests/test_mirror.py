@@ -14,7 +14,14 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.test_tuning import _spawn, runs_of, study_of, tuning
+from tests.test_tuning import (
+    _spawn,
+    another_live_worker,
+    runs_of,
+    study_of,
+    study_with_a_running_trial_of,
+    tuning,
+)
 from trainyard.cli import main
 from trainyard.io import mirror
 
@@ -370,8 +377,6 @@ def test_a_writer_done_before_the_importances_arrive_still_reports(
 ) -> None:
     """Another live worker: the writer leaves the plots to it and answers without reading the
     importances, which the job sends late (a big study's forest)."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     import trainyard.io.plots
 
     def slow(study: object) -> dict[str, float]:
@@ -379,24 +384,12 @@ def test_a_writer_done_before_the_importances_arrive_still_reports(
         return {"max_depth": 1.0}
 
     monkeypatch.setattr(trainyard.io.plots, "importances", slow)
-    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
-    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout is not None
-        token = other.stdout.readline().strip()
-        storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
-        import optuna
-
-        study = optuna.create_study(study_name="shared", storage=storage, direction="minimize")
-        running = study.ask()
-        study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
+    with another_live_worker() as token:
+        study_with_a_running_trial_of(workdir, token)
         config = tuning(workdir, SHORT_TRIALS)
         assert (
             main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4", "job.plots=true"]) == 0
         )
-    finally:
-        other.kill()
-        other.wait()
     err = " ".join(capsys.readouterr().err.split())
     assert "writer process stopped" not in err and "MLflow opened in the job" not in err
     parent, _ = runs_of(tracking_uri)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -62,6 +64,30 @@ def study_of(workdir: Path, name: str | None = None) -> optuna.Study:
     storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
     names = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=name or names[0], storage=storage)
+
+
+@contextlib.contextmanager
+def another_live_worker() -> Iterator[str]:
+    """A process that stays alive while the block runs; yields its worker token."""
+    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
+    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        yield other.stdout.readline().strip()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def study_with_a_running_trial_of(workdir: Path, token: str, name: str = "shared") -> optuna.Study:
+    """A new study in the default journal whose one trial runs in the worker of ``token``."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    running = study.ask()
+    study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
+    return study
 
 
 def params_of(study: optuna.Study) -> list[tuple[object, ...]]:
@@ -546,17 +572,8 @@ def test_one_study_tracked_in_two_stores_keeps_one_parent_in_each(workdir: Path,
 def test_a_parent_run_stays_running_while_another_worker_uses_it(
     workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
-    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout is not None
-        token = other.stdout.readline().strip()
-        storage = JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log")))
-        study = optuna.create_study(study_name="shared", storage=storage, direction="minimize")
-        running = study.ask()  # the other worker's trial, still running
-        study._storage.set_trial_user_attr(running._trial_id, "trainyard.worker", token)
+    with another_live_worker() as token:
+        study_with_a_running_trial_of(workdir, token)
         config = tuning(workdir)
         assert (
             main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3", "job.plots=true"]) == 0
@@ -565,9 +582,6 @@ def test_a_parent_run_stays_running_while_another_worker_uses_it(
         assert parent.info.status == "RUNNING", "the other worker still writes to it"
         assert "plots left to the worker that finishes last" in capsys.readouterr().err
         assert not mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id, "plots")
-    finally:
-        other.kill()
-        other.wait()
     assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=4", "job.plots=true"]) == 0
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "FINISHED", "the last worker ends it (the other one died meanwhile)"
@@ -629,19 +643,12 @@ def test_a_study_made_anew_does_not_take_the_old_ones_parent(workdir: Path, trac
 
 
 def test_a_running_parent_run_claimed_by_a_live_worker_is_not_taken(workdir: Path, tracking_uri: str) -> None:
-    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
-    other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout is not None
-        live = other.stdout.readline().strip()
+    with another_live_worker() as live:
         config = tuning(workdir)
         assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=2"]) == 0
         old = _leave_unrecorded(workdir, tracking_uri, "shared", _dead_token())
         mlflow.MlflowClient(tracking_uri).set_tag(old, "trainyard.claim", live)
         assert main(["run", config, "job.study.name=shared", "job.searcher.n_trials=3"]) == 0
-    finally:
-        other.kill()
-        other.wait()
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

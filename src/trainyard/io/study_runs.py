@@ -71,8 +71,8 @@ class StudyRuns:
         from mlflow import MlflowClient
 
         from trainyard.io.logging import get_logger
-        from trainyard.io.studies import parent_attr, shared_parent_run, worker_token
-        from trainyard.io.trials import WRITER_TAG, TrialLogger
+        from trainyard.io.studies import parent_attr, shared_parent_run
+        from trainyard.io.trials import TrialLogger
 
         try:
             self.service.start()
@@ -98,12 +98,7 @@ class StudyRuns:
                 study.set_user_attr(parent_attr(uri), parent)
                 get_logger().info("resuming MLflow run %s, which a killed worker left unrecorded", parent)
             else:  # marked as this worker's, and recorded in the study before anything else is logged
-                tags = {
-                    **record.tags,
-                    WRITER_TAG: worker_token(),
-                    CLAIM_TAG: self.spec.owner,
-                    STORAGE_TAG: self._storage_digest(),
-                }
+                tags = {**record.tags, CLAIM_TAG: self.spec.owner, STORAGE_TAG: self._storage_digest()}
                 record = replace(record, tags=tags)
         self.parent_id = self.service.begin_run(
             record, parent, created=lambda run_id: study.set_user_attr(parent_attr(uri), run_id)
