@@ -3,7 +3,8 @@
 Drawn with matplotlib's object API (no pyplot state), one artist per series rather than one per
 trial, with margins computed from the labels instead of a layout engine (which draws each figure
 twice): the three figures are on the job's critical path once the last trial is known, and Optuna's
-own matplotlib figures took several times as long for the same content.
+own matplotlib figures took twice as long for the same content (0.62 s against 0.28 s for the three
+on a 100-trial study, medians of 7 interleaved rounds).
 """
 
 from __future__ import annotations
