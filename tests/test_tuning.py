@@ -108,6 +108,13 @@ def test_tuning_end_to_end(workdir: Path, tracking_uri: str) -> None:
     assert {"rmse_mean", "rmse_std", "rmse_fold", "fit_time"} <= set(child.data.metrics)
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(child.info.run_id, "rmse_fold")
     assert [m.step for m in history] == [0, 1, 2]
+    trial = study_of(workdir, parent.data.tags["trainyard.study"]).trials[
+        int(child.data.tags["trainyard.trial"])
+    ]
+    assert float(child.data.tags["trainyard.duration_s"]) == pytest.approx(
+        trial.duration.total_seconds(), abs=0.002
+    )
+    assert child.info.start_time == int(trial.datetime_start.timestamp() * 1000)
     study_name = parent.data.tags["trainyard.study"]
     assert all(c.data.tags["trainyard.study"] == study_name for c in children)
     # the parent: lineage, config, best params and score, results table, plots
