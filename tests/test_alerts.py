@@ -91,6 +91,15 @@ def test_logger_writes_a_file_in_its_folder(tmp_path: Path) -> None:
     assert "DEBUG hello file" in (tmp_path / "logs" / "trainyard.log").read_text()
 
 
+def test_logger_writes_plain_lines_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    service = LoggerService()
+    long_message = "trial 7 failed: " + "x" * 150  # rich would wrap it at 80 columns
+    service.start().warning(long_message)
+    service.start().info("again")  # restarting replaces the handler: no line twice
+    service.stop()
+    assert capsys.readouterr().err.splitlines() == [f"WARNING  {long_message}", "INFO     again"]
+
+
 def test_malformed_webhook_url_never_fails(caplog: pytest.LogCaptureFixture) -> None:
     logging.getLogger(LOGGER_NAME).propagate = True
     notify_all([WebhookAlert(url="http://127.0.0.1:1/hook with space\n", timeout=1)], "Done", "run 1")
