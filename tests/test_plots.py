@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import signal
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-from trainyard.io.plots import Objective, _Axis, figures, optimization_history, parallel_coordinate
+from trainyard.io import plots
+from trainyard.io.plots import (
+    Objective,
+    _Axis,
+    figures,
+    optimization_history,
+    parallel_coordinate,
+    save_figures,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -157,3 +169,42 @@ def test_the_parallel_coordinates_show_at_most_twenty_parameters() -> None:
     axes = parallel_coordinate(Objective.of(study, "rmse")).axes[0]
     assert len(axes.get_xticklabels()) == 21  # 20 parameters and the metric
     assert axes.get_title() == "Parallel coordinates (the first 20 of 30 parameters)"
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "one process"])
+def test_the_figures_are_saved_in_the_folder_forked_or_not(
+    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    monkeypatch.setattr(plots, "_can_fork", lambda: fork)
+    makers = figures(study, "rmse")
+    assert save_figures(makers, tmp_path) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(makers)
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
+def test_a_figure_that_fails_reports_its_error_whichever_process_draws_it(
+    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plots, "_can_fork", lambda: True)
+
+    def fails() -> Figure:
+        raise ValueError("no completed trial")
+
+    makers = {"drawn_by_a_child.png": fails, "fine.png": figures(study, "rmse")["optimization_history.png"]}
+    makers["drawn_here.png"] = fails  # the last one: drawn by this process
+    assert save_figures(makers, tmp_path) == {
+        "drawn_by_a_child.png": "no completed trial",
+        "drawn_here.png": "no completed trial",
+    }
+    assert (tmp_path / "fine.png").exists() and not (tmp_path / "drawn_here.png").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
+def test_a_drawing_process_that_dies_is_reported(
+    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plots, "_can_fork", lambda: True)
+    makers = {"killed.png": lambda: os.kill(os.getpid(), signal.SIGKILL), "last.png": lambda: Figure()}
+    errors = save_figures(makers, tmp_path)  # type: ignore[arg-type]
+    assert errors == {"killed.png": f"its drawing process ended (signal {signal.SIGKILL.value})"}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import optuna
     from matplotlib.figure import Figure
     from optuna.trial import FrozenTrial
@@ -70,6 +72,71 @@ def figures(
             shares() if shares is not None else importances(study), objective
         ),
     }
+
+
+def save_figures(makers: dict[str, Callable[[], Figure]], folder: Path) -> dict[str, str]:
+    """Draw each figure and save it as ``folder/<name>``; return the errors of those that failed.
+
+    With fork and a second core, every figure but the last is drawn by a forked copy of this process
+    while this one draws the last (the importances, which it may still be waiting for): 0.18 s
+    against 0.28 s for the three figures of a 100-trial study, drawn one after the other.
+    """
+    import os
+
+    names = list(makers)
+    forked = _forked_drawers(makers, names[:-1], folder) if _can_fork() and len(names) > 1 else {}
+    errors = {
+        name: error for name in names if name not in forked and (error := _save(makers[name], folder / name))
+    }
+    for name, pid in forked.items():
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if code != 0:
+            report = folder / f"{name}.error"
+            ended = f"signal {-code}" if code < 0 else f"exit code {code}"
+            errors[name] = report.read_text() if report.exists() else f"its drawing process ended ({ended})"
+    return errors
+
+
+def _can_fork() -> bool:
+    import os
+
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1
+
+
+def _forked_drawers(
+    makers: dict[str, Callable[[], Figure]], names: list[str], folder: Path
+) -> dict[str, int]:
+    """Fork one process per figure in ``names``; each saves its figure (or its error) and exits."""
+    import os
+    import warnings
+
+    pids = {}
+    for name in names:
+        with warnings.catch_warnings():  # Python 3.12 warns of forking with threads: the child only draws
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: draw, save, and leave without running the parent's exit handlers
+            code = 1
+            try:
+                error = _save(makers[name], folder / name)
+                if error:
+                    (folder / f"{name}.error").write_text(error)
+                else:
+                    code = 0
+            finally:
+                os._exit(code)
+        pids[name] = pid
+    return pids
+
+
+def _save(make: Callable[[], Figure], path: Path) -> str | None:
+    """Draw and save one figure as PNG; the error as text if it could not be drawn."""
+    try:
+        # zlib level 1: 30 % less time encoding than the default 6, for files of about the same size
+        make().savefig(path, format="png", pil_kwargs={"compress_level": 1})
+    except Exception as error:  # e.g. importances need two completed trials
+        return str(error) or type(error).__name__
+    return None
 
 
 def importances(study: optuna.Study) -> Importances:

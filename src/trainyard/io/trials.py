@@ -169,13 +169,16 @@ def _log_plots(
     importances: Callable[[], Importances] | None,
 ) -> None:
     """Optimization history, parallel coordinates and parameter importances (first objective)."""
-    from trainyard.io.plots import figures
+    from trainyard.io.plots import figures, save_figures
 
-    for name, make in figures(study, names[0], importances).items():
-        try:
-            client.log_figure(run_id, make(), f"plots/{name}")
-        except Exception as error:  # e.g. importances need two completed trials
-            get_logger().warning("plot %s skipped: %s", name, error)
+    with tempfile.TemporaryDirectory() as folder:
+        makers = figures(study, names[0], importances)
+        errors = save_figures(makers, Path(folder))
+        for name in makers:
+            if name in errors:
+                get_logger().warning("plot %s skipped: %s", name, errors[name])
+            else:
+                client.log_artifact(run_id, str(Path(folder) / name), "plots")
 
 
 def _ms(moment: object) -> int:
