@@ -180,6 +180,28 @@ def test_parse_space_keeps_order_and_names_errors() -> None:
         parse_space({"": [1, 2]})
 
 
+@pytest.mark.parametrize(
+    ("space", "whole"),
+    [
+        ({"max_depth": "range(2", "10)": None}, "range(2, 10)"),  # YAML's {max_depth: range(2, 10)}
+        ({"lr": "range(0.9", "1.7": None, "step=0.1)": None, "n": [1]}, "range(0.9, 1.7, step=0.1)"),
+        ({"lr": "tag(log", "interval(1e-4": None, "1e-1))": None}, "tag(log, interval(1e-4, 1e-1))"),
+    ],
+)
+def test_an_expression_cut_by_a_yaml_flow_mapping_is_told_to_be_quoted(
+    space: dict[str, object], whole: str
+) -> None:
+    with pytest.raises(ValueError, match="inside a YAML") as caught:
+        parse_space(space)
+    assert f"quote the expression ('{whole}')" in str(caught.value)
+
+
+def test_an_incomplete_call_without_a_yaml_cut_gets_no_yaml_hint() -> None:
+    # the next parameter has a value: it is not a piece of this one
+    with pytest.raises(ValueError, match=r"^max_depth: not a complete call, check its parentheses"):
+        parse_space({"max_depth": "range(2", "10)": [1]})
+
+
 def test_the_misspelt_function_message() -> None:
     with pytest.raises(ValueError) as error:
         parse_dimension("rnge(1,2)")
@@ -196,7 +218,7 @@ def test_the_misspelt_function_message() -> None:
         ("rnge(1,2)", r"unknown function rnge\(\)"),
         ("shuffle(range(1,3))", r"unknown function shuffle\(\)"),
         ("range(1,2", "not a complete call, check its parentheses"),
-        ("range(2", r"inside a YAML \{\.\.\.\} or \[\.\.\.\], a comma ends the value; quote the expression"),
+        ("range(2", "not a complete call, check its parentheses"),  # a typo: no YAML cut (below)
         ("choice(1,2))", "unbalanced parentheses"),
         ("choice('a, b)", "unbalanced quotes or parentheses"),
         ("choice()", r"choice\(\) needs at least one value"),

@@ -355,7 +355,7 @@ def test_an_expression_split_by_a_yaml_flow_mapping_says_to_quote_it(
     assert main(["run", config]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "job.searcher.space: max_depth: not a complete call: inside a YAML {...} or [...]" in err
-    assert "quote the expression ('range(2, 10)')" in err and "got 'range(2'" in err
+    assert "which left 'range(2' and the parameter(s) '10)'; quote the expression ('range(2, 10)')" in err
     quoted = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: 'range(2, 10)'}}")
     assert load_settings([quoted]).job.searcher.space["max_depth"] == "range(2, 10)"  # type: ignore[attr-defined]
 
@@ -660,3 +660,30 @@ def test_a_running_parent_run_claimed_by_a_live_worker_is_not_taken(workdir: Pat
     runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 2 and old in {r.info.run_id for r in parents}
+
+
+def test_a_study_database_has_one_storage_digest_however_its_url_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainyard.io.study_runs import StudyRuns, StudyRunSpec
+    from trainyard.io.tracking import RunRecord
+
+    def digest(storage: str, folder: Path) -> str:
+        monkeypatch.chdir(folder)
+        spec = StudyRunSpec(
+            mlflow={"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+            storage={"storage": storage},
+            study_name="s",
+            claimed_at=None,
+            owner="me",
+            record=RunRecord("", {}, {}),
+            metric_names=["rmse"],
+            plots=False,
+        )
+        return StudyRuns(spec)._storage_digest()
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    relative = digest("sqlite:///study.db", tmp_path / "a")
+    assert relative == digest(f"sqlite:///{tmp_path}/a/study.db", tmp_path / "b"), "the same file"
+    assert relative != digest("sqlite:///study.db", tmp_path / "b"), "another folder: another file"

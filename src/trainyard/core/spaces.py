@@ -232,11 +232,6 @@ def _arguments(function: str, parts: list[str], names: tuple[str, ...]) -> dict[
 def _expression(text: str) -> Dimension:
     call = _CALL.fullmatch(text)
     if not call:
-        if "(" in text and not {")", ","} & set(text):  # what YAML leaves of range(2, 10) in {...}
-            raise ValueError(
-                "not a complete call: inside a YAML {...} or [...], a comma ends the value; quote the "
-                f"expression ('range(2, 10)') or write the space in block style; {_EXPECTED}"
-            )
         raise ValueError(f"not a complete call, check its parentheses; {_EXPECTED}")
     function, parts = call.group(1), _split(call.group(2))
     if function == "choice":
@@ -312,8 +307,33 @@ def parse_space(space: Mapping[str, object]) -> dict[str, Dimension]:
         try:
             dimensions[name] = parse_dimension(value)
         except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+            raise ValueError(f"{name}: {_cut_by_yaml(space, name) or error}") from None
     return dimensions
+
+
+def _cut_by_yaml(space: Mapping[str, object], name: str) -> str | None:
+    """The error for an expression that a YAML flow mapping cut at its commas; None if it was not.
+
+    ``{max_depth: range(2, 10)}`` reaches us as ``max_depth: 'range(2'`` and a parameter ``'10)'``
+    with no value: the keys after the cut one, up to the one that closes the call.
+    """
+    value = space[name]
+    if not isinstance(value, str) or not _CALL_START.match(value) or _CALL.fullmatch(value):
+        return None
+    names = list(space)
+    tail: list[str] = []
+    for key in names[names.index(name) + 1 :]:
+        if not isinstance(key, str) or space[key] is not None:
+            return None
+        tail.append(key)
+        if key.rstrip().endswith(")"):
+            whole = ", ".join([value, *(part.strip() for part in tail)])
+            return (
+                f"not a complete call: inside a YAML {{...}} or [...], a comma ends the value, which left "
+                f"{value!r} and the parameter(s) {', '.join(map(repr, tail))}; quote the expression "
+                f"('{whole}') or write the space in block style"
+            )
+    return None
 
 
 def grid_size(dimensions: Mapping[str, Dimension] | Iterable[Dimension]) -> int:
