@@ -6,6 +6,8 @@ import io
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +210,14 @@ def test_a_drawing_process_that_dies_is_reported(
     makers = {"killed.png": lambda: os.kill(os.getpid(), signal.SIGKILL), "last.png": lambda: Figure()}
     errors = save_figures(makers, tmp_path)  # type: ignore[arg-type]
     assert errors == {"killed.png": f"its drawing process ended (signal {signal.SIGKILL.value})"}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_a_process_pinned_to_one_core_draws_every_figure_itself() -> None:
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from trainyard.cores import usable_cores; from trainyard.io.plots import _can_fork; "
+        "print(usable_cores(), _can_fork())"
+    )
+    pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert pinned.stdout.split() == ["1", "False"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
-from trainyard.io.tracking import MlflowService, RunRecord, record_error
+from trainyard.io.tracking import MlflowService, RunRecord, absolute_sqlite_uri, record_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -228,8 +228,8 @@ class StudyRuns:
         from trainyard.io.studies import StudyStorage
 
         location = StudyStorage.model_validate(self.spec.storage).location(self.service.resolved_tracking_uri)
-        if "://" not in location:
-            location = str(Path(location).resolve())
+        # the same file, however the config spells it: relative to the folder the job runs in
+        location = absolute_sqlite_uri(location) if "://" in location else str(Path(location).resolve())
         return hashlib.sha256(location.encode()).hexdigest()[:12]
 
     def _parent(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -195,6 +194,7 @@ class TuningJob(SupervisedJob):
         return locals()
 
     def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
+        from trainyard.cores import usable_cores
         from trainyard.io.studies import worker_token
         from trainyard.io.study_runs import STUDY_TAG, StudyRunSpec
 
@@ -208,7 +208,7 @@ class TuningJob(SupervisedJob):
             record=self.run_record({STUDY_TAG: name, "mlflow.source.name": sys.argv[0]}),
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
-            spare_core=(os.cpu_count() or 1) > self.searcher.n_jobs,
+            spare_core=usable_cores() > self.searcher.n_jobs,
             previous_claim=str(previous_claim) if previous_claim else None,
         )
 
