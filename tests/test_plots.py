@@ -221,3 +221,16 @@ def test_a_process_pinned_to_one_core_draws_every_figure_itself() -> None:
     )
     pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert pinned.stdout.split() == ["1", "False"]
+
+
+def test_figures_are_drawn_here_when_no_process_can_be_forked(
+    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(plots, "_can_fork", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    makers = figures(study, "rmse")
+    assert save_figures(makers, tmp_path) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(makers)

@@ -110,15 +110,21 @@ def _can_fork() -> bool:
 def _forked_drawers(
     makers: dict[str, Callable[[], Figure]], names: list[str], folder: Path
 ) -> dict[str, int]:
-    """Fork one process per figure in ``names``; each saves its figure (or its error) and exits."""
+    """Fork one process per figure in ``names``; each saves its figure (or its error) and exits.
+
+    Returns the children's pids by figure: the figures without one are left to this process.
+    """
     import os
     import warnings
 
     pids = {}
     for name in names:
-        with warnings.catch_warnings():  # Python 3.12 warns of forking with threads: the child only draws
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python 3.12 warns of forking with threads: the child only draws
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:  # no process to spare (a limit, memory): this process draws the rest
+            break
         if pid == 0:  # the child: draw, save, and leave without running the parent's exit handlers
             code = 1
             try:
