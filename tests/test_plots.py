@@ -234,3 +234,14 @@ def test_figures_are_drawn_here_when_no_process_can_be_forked(
     makers = figures(study, "rmse")
     assert save_figures(makers, tmp_path) == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(makers)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux")
+def test_a_process_that_ignores_sigchld_draws_every_figure_itself() -> None:
+    code = (
+        "import signal; from trainyard.cores import usable_cores; from trainyard.io.plots import _can_fork; "
+        "before = _can_fork(); signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "print(before == (usable_cores() > 1), _can_fork())"
+    )
+    ignoring = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ignoring.stdout.split() == ["True", "False"]

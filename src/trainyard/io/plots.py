@@ -99,12 +99,18 @@ def save_figures(makers: dict[str, Callable[[], Figure]], folder: Path) -> dict[
 
 def _can_fork() -> bool:
     """Fork only where it is safe with the libraries loaded (Linux; macOS frameworks may abort a
-    forked child) and where a second core can draw at the same time."""
+    forked child), where a second core can draw at the same time, and where the children can be
+    waited for (a process that ignores SIGCHLD has them reaped at once)."""
+    import signal
     import sys
 
     from trainyard.cores import usable_cores
 
-    return sys.platform.startswith("linux") and usable_cores() > 1
+    return (
+        sys.platform.startswith("linux")
+        and usable_cores() > 1
+        and signal.getsignal(signal.SIGCHLD) is not signal.SIG_IGN
+    )
 
 
 def _forked_drawers(
