@@ -184,15 +184,17 @@ def test_parse_space_keeps_order_and_names_errors() -> None:
     ("space", "whole"),
     [
         ({"max_depth": "range(2", "10)": None}, "range(2, 10)"),  # YAML's {max_depth: range(2, 10)}
-        ({"lr": "range(0.9", "1.7": None, "step=0.1)": None, "n": [1]}, "range(0.9, 1.7, step=0.1)"),
+        ({"lr": "range(0.9", 1.7: None, "step=0.1)": None, "n": [1]}, "range(0.9, 1.7, step=0.1)"),
+        ({"n": [1], "depth": "range(2", 10: None, "2)": None}, "range(2, 10, 2)"),
+        ({"k": "choice(1", 2: None, "3)": None}, "choice(1, 2, 3)"),
         ({"lr": "tag(log", "interval(1e-4": None, "1e-1))": None}, "tag(log, interval(1e-4, 1e-1))"),
     ],
 )
 def test_an_expression_cut_by_a_yaml_flow_mapping_is_told_to_be_quoted(
-    space: dict[str, object], whole: str
+    space: dict[object, object], whole: str
 ) -> None:
     with pytest.raises(ValueError, match="inside a YAML") as caught:
-        parse_space(space)
+        parse_space(space)  # type: ignore[arg-type]
     assert f"quote the expression ('{whole}')" in str(caught.value)
 
 

@@ -356,6 +356,10 @@ def test_an_expression_split_by_a_yaml_flow_mapping_says_to_quote_it(
     err = " ".join(capsys.readouterr().err.split())
     assert "job.searcher.space: max_depth: not a complete call: inside a YAML {...} or [...]" in err
     assert "which left 'range(2' and the parameter(s) '10)'; quote the expression ('range(2, 10)')" in err
+    # numbers among the pieces: YAML makes them int or float keys, which are not parameter names
+    stepped = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: range(2, 10, 2)}}")
+    with pytest.raises(ConfigurationError, match=r"quote the expression \('range\(2, 10, 2\)'\)"):
+        load_settings([stepped])
     quoted = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: 'range(2, 10)'}}")
     assert load_settings([quoted]).job.searcher.space["max_depth"] == "range(2, 10)"  # type: ignore[attr-defined]
 

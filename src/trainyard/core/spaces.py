@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -300,6 +300,7 @@ def parse_space(space: Mapping[str, object]) -> dict[str, Dimension]:
         raise ValueError(f"the search space must map parameter names to their spaces, got {space!r}")
     if not space:
         raise ValueError("the search space is empty: give at least one parameter to search")
+    check_yaml_cuts(space)
     dimensions: dict[str, Dimension] = {}
     for name, value in space.items():
         if not isinstance(name, str) or not name:
@@ -307,33 +308,35 @@ def parse_space(space: Mapping[str, object]) -> dict[str, Dimension]:
         try:
             dimensions[name] = parse_dimension(value)
         except ValueError as error:
-            raise ValueError(f"{name}: {_cut_by_yaml(space, name) or error}") from None
+            raise ValueError(f"{name}: {error}") from None
     return dimensions
 
 
-def _cut_by_yaml(space: Mapping[str, object], name: str) -> str | None:
-    """The error for an expression that a YAML flow mapping cut at its commas; None if it was not.
+def check_yaml_cuts(space: Mapping[Any, object]) -> None:
+    """Raise, naming the parameter, if a YAML flow mapping cut an expression of ``space`` at its commas.
 
-    ``{max_depth: range(2, 10)}`` reaches us as ``max_depth: 'range(2'`` and a parameter ``'10)'``
-    with no value: the keys after the cut one, up to the one that closes the call.
+    ``{max_depth: range(2, 10)}`` reaches us as ``max_depth: 'range(2'`` and a parameter ``10)`` with
+    no value; ``range(2, 10, 2)`` leaves a parameter ``10`` (a number) too. The pieces are the keys
+    with no value after the cut one, up to the one that closes the call. Run before the keys are
+    checked to be strings, so that the error is this one.
     """
-    value = space[name]
-    if not isinstance(value, str) or not _CALL_START.match(value) or _CALL.fullmatch(value):
-        return None
     names = list(space)
-    tail: list[str] = []
-    for key in names[names.index(name) + 1 :]:
-        if not isinstance(key, str) or space[key] is not None:
-            return None
-        tail.append(key)
-        if key.rstrip().endswith(")"):
-            whole = ", ".join([value, *(part.strip() for part in tail)])
-            return (
-                f"not a complete call: inside a YAML {{...}} or [...], a comma ends the value, which left "
-                f"{value!r} and the parameter(s) {', '.join(map(repr, tail))}; quote the expression "
-                f"('{whole}') or write the space in block style"
-            )
-    return None
+    for position, name in enumerate(names):
+        value = space[name]
+        if not isinstance(value, str) or not _CALL_START.match(value) or _CALL.fullmatch(value):
+            continue
+        tail: list[str] = []
+        for key in names[position + 1 :]:
+            if space[key] is not None or isinstance(key, bool):
+                break
+            tail.append(str(key).strip())
+            if tail[-1].endswith(")"):
+                whole = ", ".join([value, *tail])
+                raise ValueError(
+                    f"{name}: not a complete call: inside a YAML {{...}} or [...], a comma ends the value, "
+                    f"which left {value!r} and the parameter(s) {', '.join(map(repr, tail))}; quote the expression "
+                    f"('{whole}') or write the space in block style"
+                )
 
 
 def grid_size(dimensions: Mapping[str, Dimension] | Iterable[Dimension]) -> int:

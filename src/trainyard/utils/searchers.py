@@ -10,12 +10,13 @@ reproducible.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from trainyard.component import Component
-from trainyard.core.spaces import Dimension, grid_size, parse_space
+from trainyard.core.spaces import Dimension, check_yaml_cuts, grid_size, parse_space
 
 if TYPE_CHECKING:
     import optuna
@@ -156,6 +157,13 @@ class Searcher(Component, abc.ABC):
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     n_jobs: int = Field(1, ge=1, description="Trials run at once in this process (threads).")
     pruner: PrunerKind | None = Field(None, description="Stop bad trials after a fold (unset: never).")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _not_cut_by_yaml(cls, space: Any) -> Any:
+        if isinstance(space, Mapping):  # before the keys are checked: a cut leaves numbers as keys
+            check_yaml_cuts(space)
+        return space
 
     @field_validator("space")
     @classmethod
