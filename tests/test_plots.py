@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +218,7 @@ def test_a_drawing_process_that_dies_is_reported(
 def test_a_process_pinned_to_one_core_draws_every_figure_itself() -> None:
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-        "from trainyard.cores import usable_cores; from trainyard.io.plots import _can_fork; "
+        "from trainyard.processes import usable_cores; from trainyard.io.plots import _can_fork; "
         "print(usable_cores(), _can_fork())"
     )
     pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -239,9 +241,119 @@ def test_figures_are_drawn_here_when_no_process_can_be_forked(
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux")
 def test_a_process_that_ignores_sigchld_draws_every_figure_itself() -> None:
     code = (
-        "import signal; from trainyard.cores import usable_cores; from trainyard.io.plots import _can_fork; "
+        "import signal; from trainyard.processes import usable_cores; from trainyard.io.plots import _can_fork; "
         "before = _can_fork(); signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
         "print(before == (usable_cores() > 1), _can_fork())"
     )
     ignoring = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ignoring.stdout.split() == ["True", "False"]
+
+
+def test_a_plot_that_cannot_be_uploaded_is_skipped_not_the_study(
+    study: optuna.Study, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from trainyard.io.logging import LOGGER_NAME
+    from trainyard.io.trials import _log_plots
+
+    class FlakyStore:
+        def __init__(self) -> None:
+            self.logged: list[str] = []
+
+        def log_artifact(self, run_id: str, path: str, folder: str) -> None:
+            if path.endswith("parallel_coordinate.png"):
+                raise OSError("artifact store: 503 Service Unavailable")
+            self.logged.append(f"{folder}/{Path(path).name}")
+
+    monkeypatch.setattr(logging.getLogger(LOGGER_NAME), "propagate", True)
+    store = FlakyStore()
+    _log_plots(store, "run", study, ["rmse"], None)  # type: ignore[arg-type]
+    assert store.logged == ["plots/optimization_history.png", "plots/param_importances.png"]
+    assert "plot parallel_coordinate.png not logged: OSError: artifact store: 503" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
+def test_a_cancellation_while_drawing_leaves_no_child_behind(
+    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plots, "_can_fork", lambda: True)
+
+    def slow() -> Figure:
+        (tmp_path / f"child-{os.getpid()}").write_text("")
+        time.sleep(30)
+        return Figure()
+
+    def cancelled() -> Figure:
+        while len(list(tmp_path.glob("child-*"))) < 2:
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_figures({"slow.png": slow, "also_slow.png": slow, "here.png": cancelled}, tmp_path)
+    for marker in tmp_path.glob("child-*"):  # each child was killed and reaped
+        with pytest.raises(ChildProcessError):
+            os.waitpid(int(marker.name.removeprefix("child-")), os.WNOHANG)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
+def test_a_drawing_child_ignores_the_signals_meant_for_its_parent(tmp_path: Path) -> None:
+    # A job's Ctrl-C reaches its whole process group: the child must go on drawing, not run the
+    # job's handlers; it dies with its parent instead (Linux).
+    code = f"""
+import os, signal, sys, time
+from pathlib import Path
+from matplotlib.figure import Figure
+from trainyard.io import plots
+plots._can_fork = lambda: True
+folder = Path({str(tmp_path)!r})
+def handler(signum, frame):
+    (folder / f"handled-{{os.getpid()}}").write_text("")
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, handler)
+def slow():
+    (folder / "child-ready").write_text(str(os.getpid()))
+    time.sleep(1.0)
+    return Figure()
+def last():
+    while not (folder / "child-ready").exists():
+        time.sleep(0.01)
+    os.kill(int((folder / "child-ready").read_text()), signal.SIGTERM)
+    return Figure()
+print(plots.save_figures({{"slow.png": slow, "last.png": last}}, folder))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "{}", done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["child-ready", "last.png", "slow.png"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_drawing_children_die_with_their_parent(tmp_path: Path) -> None:
+    code = f"""
+import os, time
+from pathlib import Path
+from trainyard.io import plots
+plots._can_fork = lambda: True
+folder = Path({str(tmp_path)!r})
+def slow():
+    (folder / f"child-{{os.getpid()}}").write_text("")
+    time.sleep(60)
+def last():
+    while not list(folder.glob("child-*")):
+        time.sleep(0.01)
+    os._exit(0)  # the parent dies without waiting for its child
+plots.save_figures({{"slow.png": slow, "last.png": last}}, folder)
+"""
+    subprocess.run([sys.executable, "-c", code], timeout=60, check=True)
+    (marker,) = tmp_path.glob("child-*")
+    child = int(marker.name.removeprefix("child-"))
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

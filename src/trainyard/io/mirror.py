@@ -32,6 +32,7 @@ from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from trainyard.io.logging import get_logger
+from trainyard.processes import parent_death_tie
 
 if TYPE_CHECKING:
     import optuna
@@ -348,17 +349,6 @@ def _stopped(code: int | None) -> None:
 # -- the writer process --------------------------------------------------------------------------
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: be killed when the job process dies, even by SIGKILL; elsewhere, stop at the pipe's end."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above took effect
-        os._exit(0)
-
-
 def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     """Do what the job's messages ask until ``finish`` or ``end``; then send the report.
 
@@ -366,7 +356,7 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     error opening MLflow stops the writer (exit code 2) without a word: the job then does the same
     steps itself and reports the error as its own. What the writer logs goes back in the report.
     """
-    _die_with_parent(parent)
+    parent_death_tie()(parent)  # Linux: killed with the job, even by kill -9
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then ends the run
     inbox = _drain(messages)
     import mlflow  # noqa: F401  (the heavy imports, while the job does its own)

@@ -9,10 +9,11 @@ on a 100-trial study, medians of 7 interleaved rounds).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,15 +86,23 @@ def save_figures(makers: dict[str, Callable[[], Figure]], folder: Path) -> dict[
 
     names = list(makers)
     forked = _forked_drawers(makers, names[:-1], folder) if _can_fork() and len(names) > 1 else {}
-    errors = {
-        name: error for name in names if name not in forked and (error := _save(makers[name], folder / name))
-    }
-    for name, pid in forked.items():
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        if code != 0:
-            report = folder / f"{name}.error"
-            ended = f"signal {-code}" if code < 0 else f"exit code {code}"
-            errors[name] = report.read_text() if report.exists() else f"its drawing process ended ({ended})"
+    errors: dict[str, str] = {}
+    try:
+        for name in names:
+            if name not in forked and (error := _save(makers[name], folder / name)):
+                errors[name] = error
+        while forked:
+            name, pid = next(iter(forked.items()))
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            del forked[name]
+            if code != 0:
+                report = folder / f"{name}.error"
+                ended = f"signal {-code}" if code < 0 else f"exit code {code}"
+                errors[name] = (
+                    report.read_text() if report.exists() else f"its drawing process ended ({ended})"
+                )
+    finally:  # interrupted (Ctrl-C, a cancellation): no child left drawing into a folder about to go
+        _stop(forked.values())
     return errors
 
 
@@ -104,7 +113,7 @@ def _can_fork() -> bool:
     import signal
     import sys
 
-    from trainyard.cores import usable_cores
+    from trainyard.processes import usable_cores
 
     return (
         sys.platform.startswith("linux")
@@ -118,31 +127,61 @@ def _forked_drawers(
 ) -> dict[str, int]:
     """Fork one process per figure in ``names``; each saves its figure (or its error) and exits.
 
-    Returns the children's pids by figure: the figures without one are left to this process.
+    Returns the children's pids by figure: the figures without one are left to this process. The
+    children are forked with SIGINT and SIGTERM blocked, and keep them blocked: a Ctrl-C meant for
+    this process must never run its handlers (a job's cancellation) in a copy of it. They die with
+    this process.
     """
     import os
+    import signal
     import warnings
 
-    pids = {}
+    from trainyard.processes import parent_death_tie
+
+    tie, parent = parent_death_tie(), os.getpid()
+    pids: dict[str, int] = {}
     for name in names:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with warnings.catch_warnings():  # Python 3.12 warns of forking with threads: the child only draws
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
         except OSError:  # no process to spare (a limit, memory): this process draws the rest
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             break
-        if pid == 0:  # the child: draw, save, and leave without running the parent's exit handlers
-            code = 1
-            try:
-                error = _save(makers[name], folder / name)
-                if error:
-                    (folder / f"{name}.error").write_text(error)
-                else:
-                    code = 0
-            finally:
-                os._exit(code)
+        if pid == 0:
+            _draw_and_exit(makers[name], folder / name, lambda: tie(parent))
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         pids[name] = pid
     return pids
+
+
+def _draw_and_exit(make: Callable[[], Figure], path: Path, tie: Callable[[], None]) -> NoReturn:
+    """In a forked child: save the figure (or its error beside it), then leave without running the
+    parent's exit handlers or flushing its buffers a second time."""
+    import os
+
+    code = 1
+    try:
+        tie()
+        error = _save(make, path)
+        if error:
+            path.with_name(f"{path.name}.error").write_text(error)
+        else:
+            code = 0
+    finally:
+        os._exit(code)
+
+
+def _stop(pids: Iterable[int]) -> None:
+    """Kill and reap drawing children that are still there."""
+    import os
+    import signal
+
+    for pid in list(pids):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def _save(make: Callable[[], Figure], path: Path) -> str | None:

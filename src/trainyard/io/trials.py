@@ -177,8 +177,11 @@ def _log_plots(
         for name in makers:
             if name in errors:
                 get_logger().warning("plot %s skipped: %s", name, errors[name])
-            else:
+                continue
+            try:
                 client.log_artifact(run_id, str(Path(folder) / name), "plots")
+            except Exception as error:  # a plot is not worth failing a finished study (a 503, a quota)
+                get_logger().warning("plot %s not logged: %s: %s", name, type(error).__name__, error)
 
 
 def _ms(moment: object) -> int:

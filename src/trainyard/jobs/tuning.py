@@ -194,9 +194,9 @@ class TuningJob(SupervisedJob):
         return locals()
 
     def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
-        from trainyard.cores import usable_cores
         from trainyard.io.studies import worker_token
         from trainyard.io.study_runs import STUDY_TAG, StudyRunSpec
+        from trainyard.processes import usable_cores
 
         return StudyRunSpec(
             mlflow=self.mlflow.model_dump(),
