@@ -2,21 +2,65 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity where the system keeps one (Linux; a
-    ``taskset`` or a container's cpuset narrows it), else every core of the machine.
-
-    A cgroup CPU quota (``docker --cpus``) is not an affinity and is not counted.
+    """The cores this process may keep busy: its CPU affinity where the system keeps one (Linux; a
+    ``taskset`` or a container's cpuset narrows it), else every core of the machine; fewer under a
+    cgroup CPU quota (``docker --cpus=1.5``, a Kubernetes CPU limit), rounded up.
     """
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def cgroup_cpu_quota(
+    membership: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> float | None:
+    """This process's CPU quota in cores: the tightest of its cgroup's and their parents' (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None when there is none (or no cgroups)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy
+            quotas += _quotas(root, path, _cpu_max)
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's own hierarchy
+            mount = root / controllers if (root / controllers).is_dir() else root / "cpu"
+            quotas += _quotas(mount, path, _cfs_quota)
+    return min(quotas, default=None)
+
+
+def _quotas(mount: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
+    """The quotas set on the cgroup at ``path`` under ``mount`` and on each of its parents."""
+    folder, found = mount / path.lstrip("/"), []
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            if (quota := read(folder)) is not None:
+                found.append(quota)
+        if folder == mount or mount not in folder.parents:
+            return found
+        folder = folder.parent
+
+
+def _cpu_max(folder: Path) -> float | None:
+    quota, period = (folder / "cpu.max").read_text().split()
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _cfs_quota(folder: Path) -> float | None:
+    quota = int((folder / "cpu.cfs_quota_us").read_text())
+    return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
 
 
 def parent_death_tie() -> Callable[[int], None]:
