@@ -187,6 +187,7 @@ def test_parse_space_keeps_order_and_names_errors() -> None:
         ({"lr": "range(0.9", 1.7: None, "step=0.1)": None, "n": [1]}, "range(0.9, 1.7, step=0.1)"),
         ({"n": [1], "depth": "range(2", 10: None, "2)": None}, "range(2, 10, 2)"),
         ({"k": "choice(1", 2: None, "3)": None}, "choice(1, 2, 3)"),
+        ({"depth": "range(2", "lr": [0.1], 10: None, "2)": None}, "range(2, 10, 2)"),  # an override, merged
         ({"lr": "tag(log", "interval(1e-4": None, "1e-1))": None}, "tag(log, interval(1e-4, 1e-1))"),
     ],
 )

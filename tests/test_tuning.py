@@ -360,6 +360,9 @@ def test_an_expression_split_by_a_yaml_flow_mapping_says_to_quote_it(
     stepped = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: range(2, 10, 2)}}")
     with pytest.raises(ConfigurationError, match=r"quote the expression \('range\(2, 10, 2\)'\)"):
         load_settings([stepped])
+    # the same from the command line: the override's pieces come after the config's parameters
+    assert main(["run", tuning(workdir), "job.searcher.space={max_depth: range(2, 10, 2)}"]) == 2
+    assert "quote the expression ('range(2, 10, 2)')" in " ".join(capsys.readouterr().err.split())
     quoted = tuning(workdir, "{KIND: random, n_trials: 3, space: {max_depth: 'range(2, 10)'}}")
     assert load_settings([quoted]).job.searcher.space["max_depth"] == "range(2, 10)"  # type: ignore[attr-defined]
 

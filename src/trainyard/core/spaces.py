@@ -317,8 +317,9 @@ def check_yaml_cuts(space: Mapping[Any, object]) -> None:
 
     ``{max_depth: range(2, 10)}`` reaches us as ``max_depth: 'range(2'`` and a parameter ``10)`` with
     no value; ``range(2, 10, 2)`` leaves a parameter ``10`` (a number) too. The pieces are the keys
-    with no value after the cut one, up to the one that closes the call. Run before the keys are
-    checked to be strings, so that the error is this one.
+    with no value after the cut one (a command-line override merged into a config's space appends
+    them after its parameters), up to the one that closes the call. Run before the keys are checked
+    to be strings, so that the error is this one.
     """
     names = list(space)
     for position, name in enumerate(names):
@@ -326,9 +327,9 @@ def check_yaml_cuts(space: Mapping[Any, object]) -> None:
         if not isinstance(value, str) or not _CALL_START.match(value) or _CALL.fullmatch(value):
             continue
         tail: list[str] = []
-        for key in names[position + 1 :]:
+        for key in names[position + 1 :]:  # other parameters may come between (a merged override)
             if space[key] is not None or isinstance(key, bool):
-                break
+                continue
             tail.append(str(key).strip())
             if tail[-1].endswith(")"):
                 whole = ", ".join([value, *tail])
