@@ -40,6 +40,8 @@ def test_no_quota_and_no_cgroups_mean_no_limit(tmp_path: Path) -> None:
     write(tmp_path / "fs/user.slice/cpu.max", "max 100000\n")
     assert cgroup_cpu_quota(tmp_path / "proc", tmp_path / "fs") is None
     assert cgroup_cpu_quota(tmp_path / "missing", tmp_path / "fs") is None
+    write(tmp_path / "odd", "\nnot a cgroup line\n0::/user.slice\n")
+    assert cgroup_cpu_quota(tmp_path / "odd", tmp_path / "fs") is None
 
 
 @pytest.mark.parametrize(("quota", "expected"), [(None, None), (0.5, 1), (1.5, 2), (64.0, None)])

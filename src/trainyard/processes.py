@@ -32,7 +32,10 @@ def cgroup_cpu_quota(
         return None
     quotas: list[float] = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:  # not a cgroup line: nothing to learn from it
+            continue
+        _, controllers, path = parts
         if controllers == "":  # v2: one hierarchy
             quotas += _quotas(root, path, _cpu_max)
         elif "cpu" in controllers.split(","):  # v1: the cpu controller's own hierarchy
