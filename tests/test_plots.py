@@ -22,11 +22,13 @@ from trainyard.io import plots
 from trainyard.io.plots import (
     Objective,
     _Axis,
+    _can_fork,
     figures,
     optimization_history,
     parallel_coordinate,
     save_figures,
 )
+from trainyard.processes import usable_cores
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -215,14 +217,25 @@ def test_a_drawing_process_that_dies_is_reported(
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
-def test_a_process_pinned_to_one_core_draws_every_figure_itself() -> None:
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        # pinned to one core: no second core to draw on
+        ("os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})", ["1", "False"]),
+        # SIGCHLD ignored: the children would be reaped at once, and could not be waited for
+        ("signal.signal(signal.SIGCHLD, signal.SIG_IGN)", [str(usable_cores()), "False"]),
+    ],
+    ids=["pinned to one core", "SIGCHLD ignored"],
+)
+def test_a_process_that_cannot_use_forks_draws_every_figure_itself(setup: str, expected: list[str]) -> None:
     code = (
-        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        f"import os, signal; {setup}; "
         "from trainyard.processes import usable_cores; from trainyard.io.plots import _can_fork; "
         "print(usable_cores(), _can_fork())"
     )
-    pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert pinned.stdout.split() == ["1", "False"]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == expected
+    assert _can_fork() == (usable_cores() > 1), "forks are used here, unless one core is all there is"
 
 
 def test_figures_are_drawn_here_when_no_process_can_be_forked(
@@ -236,17 +249,6 @@ def test_figures_are_drawn_here_when_no_process_can_be_forked(
     makers = figures(study, "rmse")
     assert save_figures(makers, tmp_path) == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(makers)
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux")
-def test_a_process_that_ignores_sigchld_draws_every_figure_itself() -> None:
-    code = (
-        "import signal; from trainyard.processes import usable_cores; from trainyard.io.plots import _can_fork; "
-        "before = _can_fork(); signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
-        "print(before == (usable_cores() > 1), _can_fork())"
-    )
-    ignoring = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert ignoring.stdout.split() == ["True", "False"]
 
 
 def test_a_plot_that_cannot_be_uploaded_is_skipped_not_the_study(
@@ -303,6 +305,7 @@ import os, signal, sys, time
 from pathlib import Path
 from matplotlib.figure import Figure
 from trainyard.io import plots
+from trainyard.processes import usable_cores
 plots._can_fork = lambda: True
 folder = Path({str(tmp_path)!r})
 def handler(signum, frame):
@@ -331,6 +334,7 @@ def test_drawing_children_die_with_their_parent(tmp_path: Path) -> None:
 import os, time
 from pathlib import Path
 from trainyard.io import plots
+from trainyard.processes import usable_cores
 plots._can_fork = lambda: True
 folder = Path({str(tmp_path)!r})
 def slow():
