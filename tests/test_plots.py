@@ -188,11 +188,17 @@ def test_the_figures_are_saved_in_the_folder_forked_or_not(
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in tmp_path.iterdir())
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
-def test_a_figure_that_fails_reports_its_error_whichever_process_draws_it(
-    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked path, whatever this machine's cores (skipped where there is no fork)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("the forked path needs os.fork")
     monkeypatch.setattr(plots, "_can_fork", lambda: True)
+
+
+def test_a_figure_that_fails_reports_its_error_whichever_process_draws_it(
+    study: optuna.Study, tmp_path: Path, forking: None
+) -> None:
 
     def fails() -> Figure:
         raise ValueError("no completed trial")
@@ -206,11 +212,7 @@ def test_a_figure_that_fails_reports_its_error_whichever_process_draws_it(
     assert (tmp_path / "fine.png").exists() and not (tmp_path / "drawn_here.png").exists()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
-def test_a_drawing_process_that_dies_is_reported(
-    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(plots, "_can_fork", lambda: True)
+def test_a_drawing_process_that_dies_is_reported(study: optuna.Study, tmp_path: Path, forking: None) -> None:
     makers = {"killed.png": lambda: os.kill(os.getpid(), signal.SIGKILL), "last.png": lambda: Figure()}
     errors = save_figures(makers, tmp_path)  # type: ignore[arg-type]
     assert errors == {"killed.png": f"its drawing process ended (signal {signal.SIGKILL.value})"}
@@ -273,11 +275,9 @@ def test_a_plot_that_cannot_be_uploaded_is_skipped_not_the_study(
     assert "plot parallel_coordinate.png not logged: OSError: artifact store: 503" in caplog.text
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked path needs os.fork")
 def test_a_cancellation_while_drawing_leaves_no_child_behind(
-    study: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    study: optuna.Study, tmp_path: Path, forking: None
 ) -> None:
-    monkeypatch.setattr(plots, "_can_fork", lambda: True)
 
     def slow() -> Figure:
         (tmp_path / f"child-{os.getpid()}").write_text("")
