@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import signal
+import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from trainyard.processes import parent_death_tie, usable_cores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,8 +88,6 @@ def save_figures(makers: dict[str, Callable[[], Figure]], folder: Path) -> dict[
     while this one draws the last (the importances, which it may still be waiting for): 0.18 s
     against 0.28 s for the three figures of a 100-trial study, drawn one after the other.
     """
-    import os
-
     names = list(makers)
     forked = _forked_drawers(makers, names[:-1], folder) if _can_fork() and len(names) > 1 else {}
     errors: dict[str, str] = {}
@@ -109,11 +113,6 @@ def _can_fork() -> bool:
     """Fork only where it is safe with the libraries loaded (Linux; macOS frameworks may abort a
     forked child), where a second core can draw at the same time, and where the children can be
     waited for (a process that ignores SIGCHLD has them reaped at once)."""
-    import signal
-    import sys
-
-    from trainyard.processes import usable_cores
-
     return (
         sys.platform.startswith("linux")
         and usable_cores() > 1
@@ -131,12 +130,6 @@ def _forked_drawers(
     this process must never run its handlers (a job's cancellation) in a copy of it. They die with
     this process.
     """
-    import os
-    import signal
-    import warnings
-
-    from trainyard.processes import parent_death_tie
-
     tie, parent = parent_death_tie(), os.getpid()
     pids: dict[str, int] = {}
     for name in names:
@@ -158,8 +151,6 @@ def _forked_drawers(
 def _draw_and_exit(make: Callable[[], Figure], path: Path, tie: Callable[[], None]) -> NoReturn:
     """In a forked child: save the figure (or its error beside it), then leave without running the
     parent's exit handlers or flushing its buffers a second time."""
-    import os
-
     code = 1
     try:
         tie()
@@ -174,9 +165,6 @@ def _draw_and_exit(make: Callable[[], Figure], path: Path, tie: Callable[[], Non
 
 def _stop(pids: Iterable[int]) -> None:
     """Kill and reap drawing children that are still there."""
-    import os
-    import signal
-
     for pid in list(pids):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
