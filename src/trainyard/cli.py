@@ -141,6 +141,7 @@ def _run_job(arguments: list[str], *, dry_run: bool) -> int:
     tuning = isinstance(job_config, dict) and job_config.get("KIND") == "tuning"
     with prestarted(tuning):  # the tuning job's MLflow writer loads MLflow while the config is validated
         job = validate(data, layers, allow_import_paths=True).job
+        job.use_config_files(files)
         with job:
             job.run()
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, PrivateAttr
 
 from trainyard.component import Component
+from trainyard.io.sources import GIT_TAGS, source_tags
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CONFIG_ARTIFACT = "config.yaml"
@@ -23,11 +24,14 @@ class RunRecord:
     """What a job records on its run before its steps: the resolved config, its params and tags.
 
     Plain data, made without MLflow: a job can hand it to the process that writes its run.
+    ``source`` is the file the run comes from (the job's config file, or the script that made the
+    job): the run's source name, and the git commit, branch and remote of its folder.
     """
 
     config_text: str
     params: dict[str, str]
     tags: dict[str, str]
+    source: str | None = None
 
 
 class MlflowService(Component):
@@ -100,17 +104,22 @@ class MlflowService(Component):
         tags = {**self.tags, **record.tags}
         params = record.params
         if new := run_id is None:
-            from mlflow.tracking.context.registry import resolve_tags
-
             # With the tags MLflow's own start_run adds (user, source), the given ones taking precedence.
-            run = client.create_run(self.experiment_id(), run_name=self.run_name, tags=resolve_tags(tags))
+            run = client.create_run(
+                self.experiment_id(), run_name=self.run_name, tags=_with_context(tags, record.source)
+            )
         else:
             run = client.get_run(run_id)
             client.update_run(run_id, status="RUNNING")
+            if record.source is not None:  # like the config, they describe the latest run
+                tags = {**source_tags(record.source), **tags}
             client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
             params = {key: value for key, value in params.items() if key not in run.data.params}
-            if ERROR_TAG in run.data.tags:  # the error of an earlier attempt no longer describes it
-                client.delete_tag(run_id, ERROR_TAG)
+            # the error of an earlier attempt, and git tags a file outside a repository no longer has
+            stale = [ERROR_TAG] + [key for key in run.data.tags if key.startswith(GIT_TAGS)]
+            for key in stale:
+                if key in run.data.tags and key not in tags:
+                    client.delete_tag(run_id, key)
         run_id = run.info.run_id
         try:
             if new and created is not None:
@@ -133,6 +142,24 @@ class MlflowService(Component):
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"open {self.tracking_uri}"
         return f"mlflow ui --backend-store-uri {self.resolved_tracking_uri}"
+
+
+def _with_context(tags: dict[str, str], source: str | None) -> dict[str, str]:
+    """``tags`` over MLflow's context tags, with the source and git tags of ``source`` when given.
+
+    MLflow names the running script as the source and takes git from its folder: for a job run by
+    ``trainyard run`` that is Trainyard's own executable (or its writer module, for a tuning job), not
+    the user's project. The config file's folder is: its repository's commit is the run's code.
+    """
+    from mlflow.tracking.context.git_context import GitRunContext
+    from mlflow.tracking.context.registry import resolve_tags
+
+    if source is None:
+        return resolve_tags(tags)
+    # the running script's git is replaced below (MLflow takes classes here, whatever its hint says)
+    context = resolve_tags(ignore=[GitRunContext])  # type: ignore[list-item]
+    context = {key: value for key, value in context.items() if not key.startswith(GIT_TAGS)}
+    return {**context, **source_tags(source), **tags}
 
 
 def record_error(run_id: str, description: str, details: str) -> None:

@@ -6,11 +6,13 @@ import abc
 import hashlib
 import re
 import signal
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 Locals = dict[str, Any]
 CONFIG_HASH_TAG = "trainyard.config_hash"
 KIND_TAG = "trainyard.kind"
+CONFIG_FILES_TAG = "trainyard.config_files"
 # Not logged as params: where the job runs (services), and data rules keyed by column names that
 # MLflow may refuse as param keys. All of it is in the logged config.yaml.
 _UNLOGGED_FIELDS = {"logger", "alerts", "mlflow", "schema"}
@@ -64,6 +67,12 @@ class Job(Component, abc.ABC):
     mlflow: MlflowService = Field(default_factory=MlflowService, description="MLflow tracking service.")
 
     _previous_sigterm: Any = PrivateAttr(None)
+    _config_files: tuple[str, ...] = PrivateAttr(())
+
+    def use_config_files(self, paths: Iterable[str | Path]) -> None:
+        """Name the files the job's config was merged from: the run's source is the last one (the
+        job's own, after shared ones), and the git commit of its folder is the run's code."""
+        self._config_files = tuple(str(Path(path).resolve()) for path in paths)
 
     def __enter__(self) -> Job:
         self.logger.start()
@@ -114,7 +123,12 @@ class Job(Component, abc.ABC):
         text = yaml.safe_dump(config, sort_keys=False)
         digest = hashlib.sha256(text.encode()).hexdigest()  # `sha256sum config.yaml` gives the same
         params = _flatten({k: v for k, v in config["job"].items() if k not in _UNLOGGED_FIELDS})
-        return RunRecord(text, params, {**(tags or {}), KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest})
+        tags = {**(tags or {}), KIND_TAG: self.KIND, CONFIG_HASH_TAG: digest}
+        if self._config_files:
+            tags[CONFIG_FILES_TAG] = ", ".join(self._config_files)
+        # Without files, the script that made the job, as MLflow would name it (not another process's).
+        source = self._config_files[-1] if self._config_files else (sys.argv[0] or None)
+        return RunRecord(text, params, tags, source)
 
     @contextmanager
     def tracked_run(self, tags: dict[str, str] | None = None) -> Iterator[Any]:

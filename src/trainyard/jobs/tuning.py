@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -204,8 +203,7 @@ class TuningJob(SupervisedJob):
             study_name=name,
             claimed_at=claimed_at,
             owner=worker_token(),
-            # The writer would name itself as the run's source: the job's command is.
-            record=self.run_record({STUDY_TAG: name, "mlflow.source.name": sys.argv[0]}),
+            record=self.run_record({STUDY_TAG: name}),  # its source: the job's, not the writer's
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
             spare_core=usable_cores() > self.searcher.n_jobs,
