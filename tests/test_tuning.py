@@ -505,24 +505,32 @@ def test_unusable_storage_names_the_field(workdir: Path, capsys: pytest.CaptureF
     assert "job.study.storage: cannot open 'mysql://nobody@127.0.0.1:1/none'" in capsys.readouterr().err
 
 
-def test_sigterm_stops_after_the_running_trial_and_records_it(workdir: Path, tracking_uri: str) -> None:
+@pytest.mark.parametrize(
+    ("signum", "recorded", "n_jobs"),
+    [(signal.SIGTERM, "SIGTERM", 1), (signal.SIGTERM, "SIGTERM", 2), (signal.SIGINT, "Ctrl-C", 2)],
+)
+def test_a_signal_stops_after_the_running_trials_and_records_them(
+    workdir: Path, tracking_uri: str, signum: int, recorded: str, n_jobs: int
+) -> None:
+    """With n_jobs above 1 the trials run in threads, and the signal reaches the main thread."""
     config = tuning(workdir)
-    process = _spawn(workdir, config, *SLOW, "job.searcher.n_trials=500", "job.searcher.n_jobs=1")
+    process = _spawn(workdir, config, *SLOW, "job.searcher.n_trials=500", f"job.searcher.n_jobs={n_jobs}")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
         journal = workdir / "optuna-journal.log"
         if journal.exists() and journal.stat().st_size > 0 and len(study_of(workdir).trials) >= 3:
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
+    assert "stopping after the running trial(s)" in output and "Traceback" not in output
     study = study_of(workdir)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING], (
         "no trial left RUNNING"
     )
     parent, children = runs_of(tracking_uri)
-    assert parent.info.status == "KILLED" and "SIGTERM" in parent.data.tags["trainyard.error"]
+    assert parent.info.status == "KILLED" and recorded in parent.data.tags["trainyard.error"]
     assert all(c.info.status != "RUNNING" for c in children)
     assert len(children) == len([t for t in study.trials if t.state.is_finished()]), "every trial recorded"
     assert main(["run", config, *SLOW, f"job.searcher.n_trials={len(study.trials) + 1}"]) == 0

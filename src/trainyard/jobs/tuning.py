@@ -7,6 +7,7 @@ missing in MLflow (its process died in between) is written on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import signal
@@ -243,7 +244,7 @@ class TuningJob(SupervisedJob):
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
             _StopOnSignal(study) as stop,
         ):
-            callbacks.append(progress.on_trial_end)
+            callbacks += [progress.on_trial_end, stop.on_trial_end]
             study.optimize(
                 _Objective(self, inputs, targets, folds),
                 n_trials=remaining,
@@ -277,7 +278,9 @@ class _StopOnSignal:
     """Ctrl-C or SIGTERM during the search: finish the running trials, record them, then stop.
 
     Raising inside Optuna's loop can land between a trial's end and its record (leaving it RUNNING),
-    so the first signal only asks the study to stop; a second one interrupts at once.
+    so the first signal only asks the study to stop; a second one interrupts at once. Optuna takes
+    that request only from a thread that runs trials: with ``n_jobs`` above 1 the signal reaches the
+    main thread, which waits for them, so the next trial to end passes it on (``on_trial_end``).
     """
 
     def __init__(self, study: optuna.Study) -> None:
@@ -300,7 +303,13 @@ class _StopOnSignal:
             raise JobCancelledError("stopped at once (second signal)")
         self.received = signum
         get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
-        self.study.stop()
+        with contextlib.suppress(RuntimeError):  # not in the thread that runs the trials (n_jobs > 1)
+            self.study.stop()
+
+    def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Pass a received signal on to Optuna, from a thread that runs trials."""
+        if self.received is not None:
+            study.stop()
 
     def raise_if_stopped(self) -> None:
         """After the search: turn a received signal into the cancellation it asked for."""
