@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONFS
+from tests.test_tuning import tuning
 from trainyard.cli import main
 from trainyard.io.alerts import ConsoleAlert, WebhookAlert, notify_all
 from trainyard.io.logging import LOGGER_NAME, LoggerService
@@ -104,3 +105,40 @@ def test_malformed_webhook_url_never_fails(caplog: pytest.LogCaptureFixture) -> 
     logging.getLogger(LOGGER_NAME).propagate = True
     notify_all([WebhookAlert(url="http://127.0.0.1:1/hook with space\n", timeout=1)], "Done", "run 1")
     assert "alert webhook failed" in caplog.text
+
+
+def test_tuning_success_is_alerted_with_the_best_score_and_params(
+    workdir: Path, webhook: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = webhook
+    alerts = f"job.alerts=[{{KIND: webhook, url: '{url}'}}]"
+    assert main(["run", tuning(workdir), alerts, "job.searcher.n_trials=2"]) == 0
+    assert len(received) == 1
+    text = received[0]["text"]
+    assert "Tuning finished" in text and "best: rmse=" in text and "params: max_depth=" in text
+
+
+def test_a_job_that_fails_before_its_run_starts_is_alerted(
+    workdir: Path, webhook: tuple[str, list[dict[str, str]]]
+) -> None:
+    """The tuning job opens its study before its MLflow run: a study made for other metrics."""
+    url, received = webhook
+    alerts = f"job.alerts=[{{KIND: webhook, url: '{url}'}}]"
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=s", "job.searcher.n_trials=1"]) == 0
+    assert main(["run", config, alerts, "job.study.name=s", "job.metrics=[r2]"]) == 2
+    assert len(received) == 1
+    text = received[0]["text"]
+    assert "tuning job failed" in text and "before its MLflow run started" in text
+    assert "study 's' was made for 1 objective(s) (minimize)" in text
+
+
+def test_an_mlflow_store_that_cannot_open_is_alerted(
+    workdir: Path, webhook: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = webhook
+    alerts = f"job.alerts=[{{KIND: webhook, url: '{url}'}}]"
+    (workdir / "blocked").write_text("a file where the store's folder should be\n")
+    store = f"job.mlflow.tracking_uri=sqlite:///{workdir}/blocked/mlflow.db"
+    assert main(["run", str(CONFS / "quickstart.yaml"), alerts, store]) == 1
+    assert len(received) == 1 and "cannot open the MLflow store" in received[0]["text"]

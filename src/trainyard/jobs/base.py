@@ -84,16 +84,17 @@ class Job(Component, abc.ABC):
                 self._previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, self._cancel)
         try:
             self.prepare()
-        except BaseException as error:
+        except BaseException as error:  # the tuning job opens its study here: no run to end yet
+            self.announce_failure(error, "before its MLflow run started")
             self.__exit__(type(error), error, None)
             raise
         try:
             self.start_tracking()
         except Exception as error:
+            failure = TrainyardError(f"cannot open the MLflow store {self.mlflow.tracking_uri}: {error}")
+            self.announce_failure(failure, "before its MLflow run started")
             self.__exit__(type(error), error, None)
-            raise TrainyardError(
-                f"cannot open the MLflow store {self.mlflow.tracking_uri}: {error}"
-            ) from error
+            raise failure from error
         return self
 
     def __exit__(self, *exc: object) -> None:
