@@ -127,7 +127,7 @@ def test_tuning_end_to_end(workdir: Path, tracking_uri: str) -> None:
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="trials.csv")
     )
-    assert len(table) == 6 and "params_max_depth" in table.columns
+    assert len(table) == 6 and "param_max_depth" in table.columns
     plots = {
         a.path for a in mlflow.artifacts.list_artifacts(run_id=parent.info.run_id, artifact_path="plots")
     }

@@ -130,6 +130,8 @@ class TrialLogger:
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import RunTag
 
+        from trainyard.io.results_table import results_table
+
         now = _ms(best.datetime_complete)
         # Tags, not params: a resumed or shared study finds a better trial later, and params are immutable.
         tags = [RunTag(f"best.{key}", str(value)[:500]) for key, value in best.params.items()]
@@ -147,7 +149,8 @@ class TrialLogger:
         )
         with tempfile.TemporaryDirectory() as folder:
             table = Path(folder) / "trials.csv"
-            study.trials_dataframe().to_csv(table, index=False)
+            # built from the trials, not study.trials_dataframe(): see trainyard.io.results_table
+            results_table(study.get_trials(deepcopy=False), self.metric_names).to_csv(table, index=False)
             self.client.log_artifact(self.parent_id, str(table))
             if len(self.metric_names) > 1:
                 front = [
