@@ -224,6 +224,17 @@ def test_grid_search_is_exhaustive(workdir: Path, tracking_uri: str) -> None:
     assert len(study.trials) == 9 and len(set(params_of(study))) == 9
 
 
+def test_a_seeded_grid_tries_its_points_in_the_same_order(workdir: Path, tracking_uri: str) -> None:
+    """It matters when n_trials (or a timeout) stops the search before the whole grid."""
+    grid = (
+        "{KIND: grid, seed: 7, n_trials: 4, space: {max_depth: [2, 3, 4, 5], min_samples_leaf: [1, 5, 10]}}"
+    )
+    for name in ("first", "second"):
+        assert main(["run", tuning(workdir, grid), f"job.study.name={name}"]) == 0
+    first, second = (params_of(study_of(workdir, name)) for name in ("first", "second"))
+    assert first == second and len(set(first)) == 4
+
+
 def test_random_search(workdir: Path, tracking_uri: str) -> None:
     config = tuning(workdir, "{KIND: random, seed: 3, n_trials: 5, space: {max_depth: 'range(2, 30)'}}")
     assert main(["run", config]) == 0
@@ -469,6 +480,7 @@ def test_grid_budget_stops_at_the_grid_size(workdir: Path, tracking_uri: str) ->
         ),
         ("job.model.params_from={study: x}", "model.params_from is for training jobs"),
         ("job.splitter={KIND: stratified_kfold}", "stratifying needs classes"),
+        ("job.metrics=[rmse, mae, rmse]", "job.metrics = ['rmse', 'mae', 'rmse']: rmse given more than once"),
     ],
 )
 def test_more_configuration_errors(workdir: Path, override: str, expected: str) -> None:
@@ -487,17 +499,56 @@ def test_a_study_made_for_other_metrics_is_refused(
     assert "study 'fixed' was made for 1 objective(s)" in capsys.readouterr().err
 
 
-def test_a_changed_space_on_a_named_study_records_the_error(workdir: Path, tracking_uri: str) -> None:
-    config = tuning(workdir, "{KIND: grid, space: {max_depth: [2, 4, 6]}}")
-    assert main(["run", config, "job.study.name=fixed"]) == 0
-    changed = (
-        "{KIND: optuna, n_trials: 5, sampler: {KIND: tpe, n_startup_trials: 1}, space: {max_depth: [3, 5]}}"
-    )
-    assert main(["run", tuning(workdir, changed), "job.study.name=fixed"]) == 0, (
-        "the earlier trials still stand"
-    )
-    failed = [t for t in study_of(workdir, "fixed").trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(failed) == 2 and all(t.user_attrs.get("error") for t in failed), "the cause is recorded"
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        ("max_depth: [3, 5]", "the study's choices are [2, 4, 6], not [3, 5] (choices cannot change)"),
+        ("max_depth: 'range(2, 8)'", "the study searched choices, not integers"),
+        (
+            "ccp_alpha: 'tag(log, interval(0.001, 1.0))'",
+            "the study searched it on a linear scale, not a log one",
+        ),
+    ],
+)
+def test_a_changed_space_on_a_named_study_is_refused(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str], changed: str, expected: str
+) -> None:
+    """Optuna would fail every new trial ('CategoricalDistribution does not support dynamic value space')."""
+    space = "{max_depth: [2, 4, 6], ccp_alpha: 'interval(0.0, 1.0)'}"
+    first = f"{{KIND: random, seed: 1, n_trials: 3, space: {space}}}"
+    assert main(["run", tuning(workdir, first), "job.study.name=fixed"]) == 0
+    field = changed.split(":")[0]
+    kept = "max_depth: [2, 4, 6]" if field == "max_depth" else "ccp_alpha: 'interval(0.0, 1.0)'"
+    again = first.replace(kept, changed).replace("n_trials: 3", "n_trials: 9")
+    assert main(["run", tuning(workdir, again), "job.study.name=fixed"]) == 2
+    err = capsys.readouterr().err
+    assert f"job.searcher.space.{field}: {expected}" in err, err
+    assert err.count("job.searcher.space.") == 1, "only the changed parameter"
+    assert "set job.study.name to start another study" in err and "Traceback" not in err
+    assert len(study_of(workdir, "fixed").trials) == 3, "no trial was run, the earlier ones stand"
+
+
+def test_a_range_may_move_within_a_study(workdir: Path, tracking_uri: str) -> None:
+    random = "{KIND: random, seed: 1, n_trials: 2, space: {max_depth: 'range(2, 6)'}}"
+    assert main(["run", tuning(workdir, random), "job.study.name=fixed"]) == 0
+    moved = random.replace("range(2, 6)", "range(4, 12)").replace("n_trials: 2", "n_trials: 4")
+    assert main(["run", tuning(workdir, moved), "job.study.name=fixed"]) == 0
+    trials = study_of(workdir, "fixed").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+
+
+def test_a_run_whose_trials_all_fail_fails_though_earlier_trials_completed(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=fixed", "job.searcher.n_trials=2"]) == 0
+    broken = "job.model.params.monotonic_cst=[1]"  # valid for the config, refused by every fit
+    assert main(["run", config, broken, "job.study.name=fixed", "job.searcher.n_trials=4"]) == 1
+    err = capsys.readouterr().err
+    assert "all 2 trials of this run failed (the study's earlier trials stand); first error:" in err
+    assert "monotonic_cst" in err and "Traceback" not in err
+    parent, children = runs_of(tracking_uri)
+    assert parent.info.status == "FAILED" and len(children) == 4, "the failed trials are recorded"
 
 
 def test_unusable_storage_names_the_field(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

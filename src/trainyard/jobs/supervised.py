@@ -36,6 +36,10 @@ class SupervisedJob(Job):
     @field_validator("metrics")
     @classmethod
     def _metrics_fit_model(cls, metrics: list[Metric], info: ValidationInfo) -> list[Metric]:
+        names = [m.name for m in metrics]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # a tuning study would optimise the same score twice, as two objectives
+            raise ValueError(f"{', '.join(repeated)} given more than once: list each metric once")
         model = info.data.get("model")
         if model is None:
             return metrics

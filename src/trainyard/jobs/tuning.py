@@ -30,6 +30,7 @@ from trainyard.utils.splitters import KFoldSplitter, SplitterKind
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+    from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial
 
     from trainyard.core.models import Model
@@ -127,6 +128,7 @@ class TuningJob(SupervisedJob):
                 pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
             )
             self._check_directions(study)
+            self._check_space(study)
             dead = fail_trials_of_dead_workers(storage, study)
             step.note(f"{name} in {self.study.location(tracking_uri)}: {_count_finished(study)} finished")
             if dead:
@@ -221,6 +223,29 @@ class TuningJob(SupervisedJob):
                 "what is searched"
             )
 
+    def _check_space(self, study: optuna.Study) -> None:
+        """Refuse a space the study's earlier trials cannot share: Optuna would fail every new trial.
+
+        Within a study a parameter keeps its type, its log scale, and (categorical) its choices;
+        a range may move. Reported for every parameter that changed, with what the study has.
+        """
+        recorded: dict[str, BaseDistribution] = {}
+        for trial in study.get_trials(deepcopy=False):
+            for name, distribution in trial.distributions.items():
+                recorded.setdefault(name, distribution)
+        problems = []
+        for name, dimension in self.searcher.dimensions.items():
+            if name in recorded:
+                problem = _incompatible(recorded[name], dimension.to_optuna())
+                if problem:
+                    problems.append(f"job.searcher.space.{name}: {problem}")
+        if problems:
+            raise ConfigurationError(
+                f"study {study.study_name!r} searched other values for these parameters, and its new "
+                "trials would all fail:\n  " + "\n  ".join(problems) + "\nKeep the space the study "
+                "has, or set job.study.name to start another study"
+            )
+
     def _search(
         self,
         study: optuna.Study,
@@ -237,6 +262,7 @@ class TuningJob(SupervisedJob):
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
             return
+        earlier = {trial.number for trial in study.get_trials(deepcopy=False)}
         callbacks: list[Any] = [mirror.on_trial_end]
         if budget is not None:
             callbacks.append(MaxTrialsCallback(budget, states=None))
@@ -254,6 +280,7 @@ class TuningJob(SupervisedJob):
                 callbacks=callbacks,
             )
         stop.raise_if_stopped()
+        _check_not_all_failed(study, earlier)
 
     def _best_trial(self, study: optuna.Study) -> FrozenTrial:
         from optuna.trial import TrialState
@@ -415,6 +442,44 @@ def _explicit(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_explicit(item) for item in value]
     return to_jsonable_python(value)
+
+
+def _check_not_all_failed(study: optuna.Study, earlier: set[int]) -> None:
+    """Fail the job when every trial it ran failed, although the study's earlier trials completed.
+
+    (When no trial of the study ever completed, the log results step says so, with the first error.)
+    """
+    from optuna.trial import TrialState
+
+    from trainyard.io.studies import WORKER_ATTR, worker_token
+
+    token = worker_token()
+    trials = study.get_trials(deepcopy=False)
+    mine = [t for t in trials if t.number not in earlier and t.user_attrs.get(WORKER_ATTR) == token]
+    if (
+        mine
+        and all(trial.state == TrialState.FAIL for trial in mine)
+        and any(trial.state == TrialState.COMPLETE for trial in trials)
+    ):
+        first = next((t.user_attrs["error"] for t in mine if t.user_attrs.get("error")), "no error recorded")
+        raise TrainingJobError(
+            f"all {len(mine)} trials of this run failed (the study's earlier trials stand); first error: {first}"
+        )
+
+
+def _incompatible(old: BaseDistribution, new: BaseDistribution) -> str | None:
+    """Why Optuna refuses ``new`` for a parameter its study recorded as ``old`` (None: it does not)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if type(old) is not type(new):
+        kinds = {CategoricalDistribution: "choices", IntDistribution: "integers", FloatDistribution: "floats"}
+        return f"the study searched {kinds.get(type(old), type(old).__name__)}, not {kinds.get(type(new))}"
+    numeric = IntDistribution | FloatDistribution
+    if isinstance(old, numeric) and isinstance(new, numeric) and old.log != new.log:
+        return f"the study searched it on a {'log scale, not a linear' if old.log else 'linear scale, not a log'} one"
+    if isinstance(old, CategoricalDistribution) and isinstance(new, CategoricalDistribution) and old != new:
+        return f"the study's choices are {list(old.choices)}, not {list(new.choices)} (choices cannot change)"
+    return None
 
 
 def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:

@@ -189,6 +189,11 @@ class GridSearcher(Searcher):
     """Every combination of the space (which must be finite: choices, or ranges with a step)."""
 
     KIND: Literal["grid"] = "grid"
+    seed: int | None = Field(
+        None,
+        description="Seed of the order the points are tried in (it matters when n_trials or timeout "
+        "stops the search before the whole grid); unset: a random order.",
+    )
 
     @field_validator("space")
     @classmethod
@@ -210,7 +215,7 @@ class GridSearcher(Searcher):
         from trainyard.utils.trial_seeding import TrialSeededSampler
 
         grid = {name: d.grid_values() for name, d in self.dimensions.items()}
-        return TrialSeededSampler(lambda seed: optuna.samplers.GridSampler(grid, seed=seed), None)
+        return TrialSeededSampler(lambda seed: optuna.samplers.GridSampler(grid, seed=seed), self.seed)
 
 
 class RandomSearcher(Searcher):
