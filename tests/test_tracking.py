@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from trainyard.io.tracking import _create_sqlite_store_once, store_template
+from tests.conftest import CONFS
+from trainyard.cli import main
+from trainyard.io.tracking import _create_sqlite_store_once, check_server_reachable, store_template
 
 
 def _schema_version(path: Path) -> str:
@@ -51,3 +54,40 @@ def test_without_a_usable_cache_the_store_is_migrated_in_place(
     assert store_template() is None
     _create_sqlite_store_once(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()[0].name == "Default"
+
+
+@pytest.mark.parametrize("config", ["quickstart.yaml", "tuning.yaml"])
+def test_a_tracking_server_that_does_not_answer_fails_at_once(
+    workdir: Path, config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow alone retries for minutes; the tuning job would run all its trials first."""
+    start = time.monotonic()
+    overrides = ["job.mlflow.tracking_uri=http://127.0.0.1:1", "job.searcher.n_trials=2"][
+        : 1 + (config == "tuning.yaml")
+    ]
+    assert main(["run", str(CONFS / config), *overrides]) == 1
+    err = capsys.readouterr().err
+    assert "no MLflow tracking server answers at http://127.0.0.1:1" in err and "Traceback" not in err
+    assert "trial 0" not in err, "no trial ran"
+    assert time.monotonic() - start < 60
+
+
+def test_any_http_answer_counts_as_a_server(tmp_path: Path) -> None:
+    """A proxy's 401, or a server without /health: MLflow's own errors say the rest."""
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(401, "login first")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_server_reachable(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    check_server_reachable(f"sqlite:///{tmp_path}/mlflow.db")  # not a server: nothing to check

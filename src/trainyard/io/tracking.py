@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, PrivateAttr
 
 from trainyard.component import Component
+from trainyard.errors import TrainyardError
 from trainyard.io.sources import GIT_TAGS, source_tags
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -58,6 +59,7 @@ class MlflowService(Component):
         import mlflow
 
         quiet_mlflow()
+        check_server_reachable(self.tracking_uri)
         mlflow.set_tracking_uri(self.resolved_tracking_uri)
         mlflow.set_registry_uri(absolute_sqlite_uri(self.registry_uri or self.tracking_uri))
         _create_sqlite_store_once(self.resolved_tracking_uri)
@@ -160,6 +162,36 @@ def _with_context(tags: dict[str, str], source: str | None) -> dict[str, str]:
     context = resolve_tags(ignore=[GitRunContext])  # type: ignore[list-item]
     context = {key: value for key, value in context.items() if not key.startswith(GIT_TAGS)}
     return {**context, **source_tags(source), **tags}
+
+
+SERVER_CHECK_SECONDS = 10.0
+
+
+def check_server_reachable(uri: str, timeout: float = SERVER_CHECK_SECONDS) -> None:
+    """Fail at once when the tracking server at ``uri`` does not answer at all.
+
+    MLflow retries a request to a server that is down for minutes, with no word: a job would seem to
+    hang. One request to the server's ``/health`` tells: any HTTP answer (even an error status,
+    such as a proxy's 401) means a server is there, and MLflow's own errors say the rest. Only for
+    ``http(s)://`` URIs.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    probe = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # a server answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrainyardError(
+            f"no MLflow tracking server answers at {uri} ({reason}); is it running, and is "
+            "job.mlflow.tracking_uri right?"
+        ) from None
 
 
 def record_error(run_id: str, description: str, details: str) -> None:

@@ -113,8 +113,11 @@ class TuningJob(SupervisedJob):
 
         from trainyard.io.mirror import TrialMirror
         from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
+        from trainyard.io.tracking import check_server_reachable
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
+        # The writer would find out only after the trials (MLflow retries a dead server for minutes).
+        check_server_reachable(self.mlflow.tracking_uri)
         name = self.study_name()
         tracking_uri = self.mlflow.resolved_tracking_uri
         with self.step("open study") as step:
