@@ -326,6 +326,40 @@ job:
         assert run.data.params["tuned.random_state"] == "0"
 
 
+def test_params_from_carries_the_tuning_jobs_fixed_params_and_names_differences(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'Tune, then train the best' with no numbers copied: a fixed min_samples_split=7 comes along."""
+    config = tuning(workdir)
+    fixed = "job.model.params={random_state: 0, min_samples_split: 7}"
+    assert main(["run", config, fixed, "job.searcher.n_trials=3"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    training = f"""
+job:
+  KIND: training
+  mlflow: {{experiment: train}}
+  inputs: {{KIND: csv, path: data/diabetes.csv, drop: [target]}}
+  targets: {{KIND: csv, path: data/diabetes.csv, columns: [target]}}
+  model: {{KIND: sklearn, estimator: DecisionTreeRegressor, params_from: {{run_id: {parent.info.run_id}}}}}
+  metrics: [rmse]
+"""
+    path = write_config(workdir, training, "train.yaml")
+    capsys.readouterr()
+    assert main(["run", path]) == 0
+    assert "job.model.params_from:" not in capsys.readouterr().err, "same model: nothing to warn of"
+    study = study_of(workdir).study_name
+    other = ["job.model.estimator=ExtraTreesRegressor", "job.model.scale=true"]
+    assert main(["run", path, f"job.model.params_from={{run_id: null, study: {study}}}", *other]) == 0
+    err = capsys.readouterr().err
+    assert "the parameters were tuned for DecisionTreeRegressor, this job trains ExtraTreesRegressor" in err
+    assert "tuned with model.scale=False, this job has True" in err
+    client = mlflow.MlflowClient(tracking_uri)
+    for run in client.search_runs([client.get_experiment_by_name("train").experiment_id]):
+        params = run.data.params
+        assert params["tuned.min_samples_split"] == "7" and params["tuned.random_state"] == "0"
+        assert params["tuned.max_depth"] == parent.data.tags["best.max_depth"]
+
+
 def test_params_from_errors(workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     quickstart = str(CONFS / "quickstart.yaml")
     assert main(["run", quickstart, "job.model.params_from={run_id: 0123abc}"]) == 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from trainyard.core.models import SklearnModel
 from trainyard.errors import ConfigurationError
+from trainyard.io.logging import get_logger
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
@@ -88,7 +89,11 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
 
     assert model.params_from is not None
     tuned = load_tuned_params(model.params_from, tracking_uri)
-    data = {**model.model_dump(), "params": {**tuned, **model.params}, "params_from": None}
+    for difference in _differences(model, tuned.model):
+        get_logger().warning("job.model.params_from: %s", difference)
+    # the tuning job's fixed params, then the tuned ones, then this job's own
+    params = {**tuned.fixed_params, **tuned.params, **model.params}
+    data = {**model.model_dump(), "params": params, "params_from": None}
     try:
         return SklearnModel.model_validate(data, context={"allow_import_paths": True})
     except ValidationError as error:
@@ -96,6 +101,27 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
         raise ConfigurationError(
             f"job.model.params_from: the tuned parameters do not fit: {problems}"
         ) from None
+
+
+_PREPROCESSING = ("categorical", "encoding", "impute", "scale")
+
+
+def _differences(model: SklearnModel, tuned_with: dict[str, Any] | None) -> list[str]:
+    """How ``model`` differs from the model its parameters were tuned with (estimator, preprocessing)."""
+    if not tuned_with:
+        return []
+    found = []
+    if tuned_with.get("estimator") not in (None, model.estimator):
+        found.append(
+            f"the parameters were tuned for {tuned_with['estimator']}, this job trains {model.estimator}"
+        )
+    for name in _PREPROCESSING:
+        if name in tuned_with and tuned_with[name] != getattr(model, name):
+            found.append(
+                f"tuned with model.{name}={tuned_with[name]!r}, this job has {getattr(model, name)!r}: "
+                "the tuned parameters may not suit it"
+            )
+    return found
 
 
 def _summary(
