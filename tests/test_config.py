@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CONFS, write_config
+from trainyard.cli import main
 from trainyard.config import load_settings
 from trainyard.errors import ConfigurationError
 from trainyard.jobs.training import TrainingJob
@@ -187,3 +188,33 @@ def test_probability_metrics_need_an_estimator_that_gives_them(tmp_path: Path) -
         "roc_auc, log_loss need predicted probabilities, and LinearSVC with these params gives none"
         in message
     )
+
+
+TUNING_CONF = str(CONFS / "tuning.yaml")
+
+
+def test_a_tilde_override_removes_a_key_the_files_set(capsys: pytest.CaptureFixture[str]) -> None:
+    """Switching a component's KIND leaves the old kind's keys behind: Hydra's ~key drops them."""
+    job = load_settings([TUNING_CONF], ["job.searcher.KIND=random", "~job.searcher.sampler"]).job
+    assert job.searcher.KIND == "random"  # type: ignore[attr-defined]
+    assert main(["run", TUNING_CONF, "job.searcher.KIND=random", "~job.searcher.sampler", "--dry-run"]) == 0
+    assert "sampler" not in capsys.readouterr().out
+
+
+def test_a_key_left_behind_by_an_override_is_blamed_on_its_file_with_the_way_out() -> None:
+    message = error_of([TUNING_CONF], ["job.searcher.KIND=random"])
+    assert f"{TUNING_CONF}: job.searcher.sampler: unknown key" in message
+    assert "(to drop it on the command line: ~job.searcher.sampler)" in message
+    assert "command-line overrides" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("~job.searcher.nothing", "~job.searcher.nothing: no such key to remove (the files do not set it)"),
+        ("~", "override '~': expected ~dotted.key (to remove that key)"),
+        ("~job.searcher.sampler=x", "expected ~dotted.key (to remove that key)"),
+    ],
+)
+def test_bad_removals_are_named(override: str, expected: str) -> None:
+    assert expected in error_of([TUNING_CONF], [override])

@@ -123,7 +123,7 @@ def _run(arguments: list[str], *, dry_run: bool) -> int:
 def _run_job(arguments: list[str], *, dry_run: bool) -> int:
     from trainyard.config import load_layers, resolve, validate
 
-    files = [a for a in arguments if "=" not in a or Path(a).is_file()]
+    files = [a for a in arguments if ("=" not in a and not a.startswith("~")) or Path(a).is_file()]
     overrides = [a for a in arguments if a not in files]
     if not files:
         raise TrainyardError("give at least one config file: trainyard run CONFIG.yaml [key=value ...]")

@@ -18,22 +18,25 @@ OVERRIDES = "command-line overrides"
 
 
 class Layer:
-    """One source of config values (a file or the overrides) and its raw content."""
+    """One source of config values (a file or the overrides), its raw content, and the keys it removes."""
 
-    def __init__(self, origin: str, content: DictConfig) -> None:
+    def __init__(self, origin: str, content: DictConfig, removals: tuple[str, ...] = ()) -> None:
         self.origin = origin
         self.content = content
+        self.removals = removals  # dotted keys given as ~key: dropped from what the layers before set
 
     def defines(self, path: tuple[str | int, ...]) -> bool:
-        """Whether this layer sets the value at ``path`` (or a parent of it)."""
-        from omegaconf import OmegaConf
+        """Whether this layer sets the value at ``path``, or replaces a parent of it with a non-mapping.
+
+        A mapping merges into the one before it, so a layer that only sets ``job.searcher.KIND`` does
+        not define ``job.searcher.sampler``: the file that wrote ``sampler`` does.
+        """
+        from omegaconf import DictConfig, OmegaConf
 
         for depth in range(len(path), 0, -1):
             key = ".".join(str(part) for part in path[:depth])
-            if (
-                OmegaConf.select(self.content, key, default=_ABSENT, throw_on_resolution_failure=False)
-                is not _ABSENT
-            ):
+            found = OmegaConf.select(self.content, key, default=_ABSENT, throw_on_resolution_failure=False)
+            if found is not _ABSENT and (depth == len(path) or not isinstance(found, DictConfig)):
                 return True
         return False
 
@@ -45,7 +48,7 @@ def load_layers(paths: list[str], overrides: list[str]) -> list[Layer]:
     """Read every file, then parse the overrides, as layers to merge in order."""
     layers = [_load_file(path) for path in paths]
     if overrides:
-        layers.append(Layer(OVERRIDES, _parse_overrides(overrides)))
+        layers.append(_parse_overrides(overrides))
     return layers
 
 
@@ -56,6 +59,8 @@ def resolve(layers: list[Layer]) -> dict[str, Any]:
 
     merged: Any = OmegaConf.create()
     for layer in layers:
+        for removed in layer.removals:
+            _remove(merged, removed, layer.origin)
         try:
             merged = OmegaConf.merge(merged, layer.content)
         except (OmegaConfBaseException, TypeError, ValueError) as error:
@@ -111,6 +116,8 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], layers
         )
         if problem["type"] == "union_tag_invalid":
             dotted, value = f"{dotted}.KIND", f" = {_short(problem['ctx']['tag'])}"
+        if problem["type"] == "extra_forbidden" and origin != OVERRIDES and layers[-1].origin == OVERRIDES:
+            message += f" (to drop it on the command line: ~{dotted})"
         lines.append(f"  {origin}: {dotted}{value}: {message}")
     return "\n".join(lines)
 
@@ -273,18 +280,39 @@ def _load_file(path: str) -> Layer:
     return Layer(path, content)
 
 
-def _parse_overrides(overrides: list[str]) -> DictConfig:
+def _parse_overrides(overrides: list[str]) -> Layer:
+    """``dotted.key=value`` overrides, and ``~dotted.key`` removals (Hydra's syntax)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    removals = []
+    assignments = []
     for override in overrides:
+        if override.startswith("~"):
+            key = override[1:]
+            if not key or "=" in key or key != key.strip():
+                raise ConfigurationError(f"override {override!r}: expected ~dotted.key (to remove that key)")
+            removals.append(key)
+            continue
         key, sep, _ = override.partition("=")
         if not sep or not key or key != key.strip():
-            raise ConfigurationError(f"override {override!r}: expected dotted.key=value")
+            raise ConfigurationError(f"override {override!r}: expected dotted.key=value, or ~dotted.key")
+        assignments.append(override)
     try:
-        return OmegaConf.from_dotlist(overrides)
+        return Layer(OVERRIDES, OmegaConf.from_dotlist(assignments), tuple(removals))
     except (OmegaConfBaseException, ValueError) as error:
         raise ConfigurationError(f"{OVERRIDES}: {_first_line(error)}") from None
+
+
+def _remove(config: Any, key: str, origin: str) -> None:
+    """Drop ``key`` (dotted) from ``config``; an error names it when no file set it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parent_key, _, last = key.rpartition(".")
+    parent = OmegaConf.select(config, parent_key, default=None) if parent_key else config
+    if not isinstance(parent, DictConfig) or last not in parent:
+        raise ConfigurationError(f"{origin}: ~{key}: no such key to remove (the files do not set it)")
+    del parent[last]
 
 
 def _short(value: Any) -> str:
