@@ -218,3 +218,21 @@ def test_a_key_left_behind_by_an_override_is_blamed_on_its_file_with_the_way_out
 )
 def test_bad_removals_are_named(override: str, expected: str) -> None:
     assert expected in error_of([TUNING_CONF], [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("job.metrics=[rmsee]", "job.metrics.0 = 'rmsee': Input should be"),
+        ("job.metrics=[rmsee]", "(did you mean 'rmse'?)"),
+        ("job.searcher.direction=minimize", "each metric has its own direction"),
+    ],
+)
+def test_hints_for_near_misses(override: str, expected: str) -> None:
+    message = error_of([TUNING_CONF], [override])
+    assert expected in message and ".KIND" not in message
+
+
+def test_hydras_sweep_list_on_the_command_line_is_a_choice() -> None:
+    job = load_settings([TUNING_CONF], ["job.searcher.space.max_leaf_nodes=16,32,64"]).job
+    assert job.searcher.dimensions["max_leaf_nodes"].choices == (16, 32, 64)  # type: ignore[attr-defined]

@@ -57,6 +57,10 @@ HYDRA_EXPRESSIONS = [
     ("int(tag(log, interval(1, 5)))", IntDistribution(1, 5, log=True)),
     ("tag(log, range(1, 1000))", IntDistribution(1, 1000, log=True)),  # Hydra drops this tag; we keep it
     ("  range( 3 , 12 )  ", IntDistribution(3, 12)),
+    # Hydra's sweep list, as written after x= on its command line
+    ("32,48,64", CategoricalDistribution([32, 48, 64])),
+    ("gini, entropy", CategoricalDistribution(["gini", "entropy"])),
+    ("0.1,1,null,true", CategoricalDistribution([0.1, 1, None, True])),
 ]
 
 
@@ -482,3 +486,12 @@ def test_omegaconf_containers_parse_like_plain_ones() -> None:
         space["loss"].fixed
         and grid_size([d for n, d in space.items() if n != "learning_rate"]) == 10 * 3 * 2 * 20
     )
+
+
+def test_a_comma_list_with_an_empty_value_is_named() -> None:
+    with pytest.raises(ValueError, match="a comma list of choices has an empty value; got 'a,,b'"):
+        parse_dimension("a,,b")
+
+
+def test_a_fixed_string_with_a_comma_is_a_one_item_list() -> None:
+    assert optuna_of(["a,b"]) == CategoricalDistribution(["a,b"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,11 +131,18 @@ def _explain(problem: Any, data: dict[str, Any], path: tuple[str | int, ...]) ->
         valid = _valid_keys(data, path[:-1])
         close = difflib.get_close_matches(str(path[-1]), valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if path[-1] in {"direction", "directions"}:
+            hint = " (each metric has its own direction, rmse minimized, r2 maximized: list the metrics)"
         return f"unknown key{hint}; valid keys here: {', '.join(valid)}" if valid else "unknown key"
     if kind in {"union_tag_not_found", "union_tag_invalid"}:
         kinds = ", ".join(_kinds_at(data, path))
         return f"{'unknown' if kind == 'union_tag_invalid' else 'missing'} KIND; expected one of: {kinds}"
     message = str(problem["msg"])
+    if kind == "literal_error" and isinstance(problem["input"], str):
+        allowed = re.findall(r"'([^']*)'", str(problem.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(problem["input"], allowed, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
     return message.removeprefix("Value error, ")
 
 
@@ -239,6 +247,8 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
         if isinstance(node, dict) and part not in node and node.get("KIND") == part:
             continue
         if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if part == "KIND" and isinstance(node, str):  # a bare name given for a component: the name is it
             continue
         path.append(part)
         node = (

@@ -17,6 +17,8 @@ A parameter's space is one of:
     here it also works on an int ``range`` of step 1, and is an error on a float range (a log scale with
     a step, which Optuna refuses) or on ``choice``. Tags other than ``log`` are errors.
 
+- ``a,b,c``: a comma list, Hydra's sweep over choices (``32,48,64`` is ``choice(32, 48, 64)``); a
+  fixed string that holds a comma is written as a one-item list, ``["a,b"]``.
 - a plain number, string or boolean: a fixed value, kept as a one-choice categorical so that every
   trial records it. A bare null is refused (an empty YAML value is more likely a slip): write ``[null]``.
   A string that starts like a call, ``name(``, is read as an expression, so ``rnge(1,2)`` is an error.
@@ -288,6 +290,11 @@ def parse_dimension(value: object) -> Dimension:
         return Dimension(kind, **fields)
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return Dimension("categorical", choices=tuple(value))
+    if isinstance(value, str) and "," in value and "(" not in value:  # Hydra's sweep list: 32,48,64
+        parts = _split(value)
+        if any(not part.strip() for part in parts):
+            raise ValueError(f"a comma list of choices has an empty value; got {value!r}")
+        return Dimension("categorical", choices=tuple(_scalar(part) for part in parts))
     if value is not None and isinstance(value, _SCALARS):
         return Dimension("categorical", choices=(value,))
     hint = " (write [null] to fix the value to null)" if value is None else ""

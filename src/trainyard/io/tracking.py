@@ -286,6 +286,8 @@ def quiet_mlflow() -> None:
     import warnings
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # a tqdm bar for every artifact read (params_from's best_params.json, say) is noise in a job's log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Both warn about choices Trainyard makes on purpose (cloudpickle, explicit requirements).
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)

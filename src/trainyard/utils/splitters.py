@@ -115,7 +115,9 @@ class _Folds(Splitter):
         try:
             return list(cv.split(inputs, targets.iloc[:, 0] if stratified else None))
         except ValueError as error:
-            raise ConfigurationError(f"splitter: cannot make folds of {len(inputs)} rows: {error}") from error
+            raise ConfigurationError(
+                f"job.splitter: cannot make folds of {len(inputs)} rows: {error}"
+            ) from error
 
 
 class KFoldSplitter(_Folds):
