@@ -278,10 +278,11 @@ def test_every_trial_failing_fails_the_job(
     assert parent.info.status == "FAILED" and len(children) == 2
 
 
-def test_pruning_stops_bad_trials_after_a_fold(workdir: Path, tracking_uri: str) -> None:
+@pytest.mark.parametrize("pruner", ["{KIND: median, n_startup_trials: 2}", "{KIND: hyperband}"])
+def test_pruning_stops_bad_trials_after_a_fold(workdir: Path, tracking_uri: str, pruner: str) -> None:
     searcher = (
         "{KIND: random, seed: 0, n_trials: 12, space: {alpha: 'tag(log, interval(0.001, 1e7))'}, "
-        "pruner: {KIND: median, n_startup_trials: 2}}"
+        f"pruner: {pruner}}}"
     )
     config = tuning(workdir, searcher).replace("DecisionTreeRegressor, params: {random_state: 0}", "Ridge")
     config = write_config(
@@ -787,3 +788,35 @@ def test_a_study_database_has_one_storage_digest_however_its_url_is_written(
     relative = digest("sqlite:///study.db", tmp_path / "a")
     assert relative == digest(f"sqlite:///{tmp_path}/a/study.db", tmp_path / "b"), "the same file"
     assert relative != digest("sqlite:///study.db", tmp_path / "b"), "another folder: another file"
+
+
+def test_a_time_budget_alone_stops_the_search(workdir: Path, tracking_uri: str) -> None:
+    """n_trials: null with a timeout: the search runs trials until the time is up, then logs them."""
+    config = tuning(workdir)
+    assert main(["run", config, "job.searcher.n_trials=null", "job.searcher.timeout=3"]) == 0
+    finished = [t for t in study_of(workdir).trials if t.state.is_finished()]
+    assert len(finished) > 6, "more trials than the config's n_trials ran"
+    _, children = runs_of(tracking_uri)
+    assert len(children) == len(finished)
+
+
+@pytest.mark.parametrize(
+    ("splitter", "folds"),
+    [("{KIND: time_series, n_splits: 3}", 3), ("{KIND: stratified_kfold, n_splits: 4}", 4)],
+)
+def test_other_splitters_cross_validate_the_trials(
+    workdir: Path, tracking_uri: str, splitter: str, folds: int
+) -> None:
+    config = tuning(workdir)
+    overrides = [f"job.splitter={splitter}", "job.searcher.n_trials=2"]
+    if "stratified" in splitter:  # stratifying needs classes: the breast cancer data, a classifier
+        overrides += [
+            "job.inputs={KIND: csv, path: data/breast_cancer.csv, drop: [target]}",
+            "job.targets={KIND: csv, path: data/breast_cancer.csv, columns: [target]}",
+            "job.model={KIND: sklearn, estimator: DecisionTreeClassifier, params: {random_state: 0}}",
+            "job.metrics=[f1]",
+            "job.searcher.space={max_depth: 'range(2, 6)'}",
+        ]
+    assert main(["run", config, *overrides]) == 0
+    scores = study_of(workdir).trials[0].user_attrs["folds"]["scores"]
+    assert [len(values) for values in scores.values()] == [folds]
