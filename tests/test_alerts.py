@@ -130,7 +130,7 @@ def test_a_job_that_fails_before_its_run_starts_is_alerted(
     assert len(received) == 1
     text = received[0]["text"]
     assert "tuning job failed" in text and "before its MLflow run started" in text
-    assert "study 's' was made for 1 objective(s) (minimize)" in text
+    assert "study 's' was made for the metrics rmse" in text
 
 
 def test_an_mlflow_store_that_cannot_open_is_alerted(

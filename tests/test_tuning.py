@@ -525,13 +525,26 @@ def test_more_configuration_errors(workdir: Path, override: str, expected: str) 
     assert "'KIND': 'tuning'" not in str(caught.value), "the whole job is not dumped into the message"
 
 
+@pytest.mark.parametrize("metrics", ["[rmse, mae]", "[mae]"])
 def test_a_study_made_for_other_metrics_is_refused(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str], metrics: str
+) -> None:
+    """[mae] has rmse's direction: without the names, its scores would be filed as rmse's."""
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=fixed", "job.searcher.n_trials=2"]) == 0
+    assert main(["run", config, "job.study.name=fixed", f"job.metrics={metrics}"]) == 2
+    assert "job.metrics: study 'fixed' was made for the metrics rmse; these" in capsys.readouterr().err
+
+
+def test_a_study_made_before_metric_names_were_recorded_is_checked_by_direction(
     workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tuning(workdir)
     assert main(["run", config, "job.study.name=fixed", "job.searcher.n_trials=2"]) == 0
+    study = study_of(workdir, "fixed")
+    study._storage.set_study_user_attr(study._study_id, "trainyard.metrics", None)  # as an older study
     assert main(["run", config, "job.study.name=fixed", "job.metrics=[rmse, mae]"]) == 2
-    assert "study 'fixed' was made for 1 objective(s)" in capsys.readouterr().err
+    assert "study 'fixed' was made for 1 objective(s) (minimize)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

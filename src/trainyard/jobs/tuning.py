@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from trainyard.io.study_runs import StudyRunSpec
     from trainyard.utils.splitters import Fold
 
+METRICS_ATTR = "trainyard.metrics"  # on a study: the names of the metrics it was made for, in order
 KEEP_FOLD_COPIES_UP_TO = 512 * 2**20  # bytes: larger data is sliced again for every trial
 
 
@@ -217,6 +218,21 @@ class TuningJob(SupervisedJob):
         )
 
     def _check_directions(self, study: optuna.Study) -> None:
+        """Refuse metrics other than those the study was made for (their values would be mixed up).
+
+        The names are recorded in the study when it is made; a study made before that is checked
+        by its directions only.
+        """
+        names = [m.name for m in self.metrics]
+        recorded = study.user_attrs.get(METRICS_ATTR)
+        if recorded is None and not study.get_trials(deepcopy=False):
+            study.set_user_attr(METRICS_ATTR, names)
+        elif recorded is not None and list(recorded) != names:
+            raise ConfigurationError(
+                f"job.metrics: study {study.study_name!r} was made for the metrics {', '.join(recorded)}; "
+                f"these ({', '.join(names)}) need another study: set job.study.name, or leave it unset "
+                "to name the study after what is searched"
+            )
         directions = [d.name.lower() for d in study.directions]
         if directions != [m.direction for m in self.metrics]:
             raise ConfigurationError(
