@@ -369,6 +369,10 @@ def test_params_from_errors(workdir: Path, tracking_uri: str, capsys: pytest.Cap
     assert "params_from.study: no study storage at" in capsys.readouterr().err
     assert main(["run", quickstart, "job.model.params_from={}"]) == 2
     assert "give exactly one of run_id" in capsys.readouterr().err
+    assert main(["run", quickstart, "job.model.params_from={study: x, storage: 'sqlite://'}"]) == 2
+    err = capsys.readouterr().err
+    assert "job.model.params_from.storage = 'sqlite://': an in-memory SQLite database" in err
+    assert "Traceback" not in err and "unexpected" not in err
 
 
 @pytest.mark.parametrize(

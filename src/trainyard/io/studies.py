@@ -7,15 +7,18 @@ tuning guide). Any database URL works too, with heartbeats that fail the trials 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import random
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trainyard.component import Component
 from trainyard.errors import ConfigurationError
@@ -42,6 +45,15 @@ class StudyStorage(Component):
         f"(default: {JOURNAL_FILE} beside the MLflow store).",
     )
 
+    @field_validator("storage")
+    @classmethod
+    def _durable(cls, storage: str | None) -> str | None:
+        """Refuse a storage that ends with its process: the study would be lost, and not shared by workers."""
+        problem = not_durable(storage) if storage else None
+        if problem:
+            raise ValueError(problem)
+        return storage
+
     def location(self, tracking_uri: str) -> str:
         """Where the study is stored, for logs and messages."""
         if self.storage:
@@ -54,29 +66,179 @@ class StudyStorage(Component):
         return str(folder / JOURNAL_FILE)
 
     def open(self, tracking_uri: str) -> BaseStorage:
-        """The Optuna storage object."""
-        import optuna
-
+        """The Optuna storage object; a new database is created safely when several workers open it at once."""
         location = self.location(tracking_uri)
         try:
             if "://" in location:
-                if location.startswith("sqlite:///"):
-                    Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
-                        location, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
-                    )
+                return _open_database(location)
             from trainyard.io.journal import WorkerJournalStorage
 
+            _check_journal(Path(location), location)
             Path(location).parent.mkdir(parents=True, exist_ok=True)
             return WorkerJournalStorage(location)
+        except ConfigurationError:
+            raise
         except Exception as error:  # drivers missing, server unreachable, folder not writable...
             raise ConfigurationError(
                 f"job.study.storage: cannot open {location!r}: {type(error).__name__}: {error}".splitlines()[
                     0
                 ]
             ) from error
+
+
+def _sqlite_database(url: str) -> tuple[str | None, str | None]:
+    """The host and database of an SQLite URL (``sqlite[+driver]://host/database?query``)."""
+    rest = url.split("://", 1)[1].partition("?")[0]
+    host, slash, database = rest.partition("/")
+    return host or None, database if slash else None
+
+
+def _is_sqlite(url: str) -> bool:
+    return "://" in url and url.split("://", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+
+def not_durable(storage: str) -> str | None:
+    """Why ``storage`` would keep no study beyond its process (an in-memory SQLite URL), or None."""
+    if not _is_sqlite(storage):
+        return None
+    host, database = _sqlite_database(storage)
+    if host:  # SQLAlchemy refuses it, but only when the job opens the study
+        return f"an SQLite URL has no host: a file takes three slashes, e.g. sqlite:///{host}"
+    query = storage.partition("?")[2]
+    if (
+        database
+        and database != ":memory:"
+        and not database.startswith("file::memory:")
+        and "mode=memory" not in query
+    ):
+        return None
+    return (
+        "an in-memory SQLite database lives only as long as one process, and the study with it; "
+        "a study must be durable, in a file or on a server: give e.g. sqlite:///studies.db, "
+        f"postgresql://host/db or a journal file path such as studies/{JOURNAL_FILE}"
+    )
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_FIRST_LINE_LIMIT = 1 << 20  # a journal's first record creates the study: its name and directions
+
+
+def _check_journal(path: Path, location: str) -> None:
+    """Refuse an existing file that is not an Optuna journal, before Optuna appends its records to it.
+
+    Reads the first line only: a journal's first record is a JSON object with an ``op_code``.
+    """
+    if path.is_dir():
+        raise ConfigurationError(
+            f"job.study.storage: {location!r} is a folder; give a journal file in it, e.g. {path / JOURNAL_FILE}"
+        )
+    if not path.is_file():  # missing: Optuna creates it (a pipe or a device is not read here)
+        return
+    try:
+        with path.open("rb") as file:
+            first = file.readline(_FIRST_LINE_LIMIT)
+    except OSError:  # unreadable: Optuna's own error names it
+        return
+    if not first:
+        return
+    if first.startswith(SQLITE_MAGIC):
+        conflict = _foreign_tables(path)
+        hint = (
+            f"{conflict}, so give the study its own file: sqlite:///studies.db or studies/{JOURNAL_FILE}"
+            if conflict
+            else f"use sqlite:///{location}"
+        )
+        raise ConfigurationError(
+            f"job.study.storage: {location!r} is an SQLite database, not an Optuna journal file "
+            f"(left untouched): {hint}"
+        )
+    try:
+        record = json.loads(first)
+    except ValueError:
+        what = f"a file starting {first[:40].decode('utf-8', 'replace').strip()!r}"
+    else:
+        if isinstance(record, dict) and isinstance(record.get("op_code"), int):
+            return
+        what = "JSON without Optuna's op_code records"
+    raise ConfigurationError(
+        f"job.study.storage: {location!r} is not an Optuna journal file ({what}) and is left untouched: "
+        f"give a new or empty file, or the journal of a study (e.g. studies/{JOURNAL_FILE})"
+    )
+
+
+def _foreign_tables(database: Path) -> str | None:
+    """Why Optuna cannot keep a study in this existing SQLite file (another program's schema), or None.
+
+    Optuna records its schema in a table named ``alembic_version``, as MLflow and other programs do.
+    """
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return None  # Optuna's own open reports what is wrong with the file
+    mlflow = {"experiments", "runs"} <= tables  # perhaps with Optuna's tables, added by an older Trainyard
+    if "alembic_version" in tables and (mlflow or "version_info" not in tables):
+        owner = "an MLflow store" if mlflow else "another program's database"
+        return f"it is {owner}, whose alembic_version table Optuna cannot share"
+    return None
+
+
+_CREATION_RACES = ("already exists", "duplicate", "unique constraint", "database is locked")
+OPEN_ATTEMPTS = 6
+
+
+def _open_database(url: str) -> BaseStorage:
+    """Optuna's database storage, created safely when several workers open a new database at once.
+
+    Optuna creates its tables and stamps their version on first open, and concurrent first opens
+    collide ("table ... already exists", a duplicate version row). An SQLite file's first open is
+    serialized by a lock file beside it; other databases (and SQLite without file locks) retry.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    database = Path(_sqlite_database(url)[1] or "") if _is_sqlite(url) else None
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(Path(f"{database}.lock")) if database is not None else contextlib.nullcontext():
+        if database is not None and database.is_file() and (conflict := _foreign_tables(database)):
+            raise ConfigurationError(
+                f"job.study.storage: {url!r}: {conflict}; give the study its own file, e.g. sqlite:///studies.db"
+            )
+        attempt = 1
+        while True:
+            try:
+                with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
+                    )
+            except sqlalchemy.exc.DBAPIError as error:
+                race = any(words in str(error.orig).lower() for words in _CREATION_RACES)
+                if not race or attempt == OPEN_ATTEMPTS:
+                    raise
+            time.sleep(0.05 * 2**attempt * random.uniform(0.5, 1.5))  # jittered: 0.1 s to 1.6 s
+            attempt += 1
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``path`` (created if needed); where there are no file locks, none."""
+    try:
+        import fcntl
+
+        handle: IO[str] | None = path.open("a")
+    except (ImportError, OSError):  # no fcntl (Windows), a read-only folder: _open_database retries
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:  # closing the file releases the lock
+        with contextlib.suppress(OSError):  # a file system without locks (some NFS mounts)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 _PARENT_ATTR = "trainyard.parent_run_id"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainyard.errors import ResourceNotFoundError
+from trainyard.errors import ConfigurationError, ResourceNotFoundError
 
 if TYPE_CHECKING:
     from trainyard.core.models import TunedParams
@@ -72,10 +72,15 @@ def _from_run(run_id: str) -> Tuned:
 
 def _from_study(name: str, storage: str | None, tracking_uri: str) -> Tuned:
     import optuna
+    from pydantic import ValidationError
 
     from trainyard.io.studies import StudyStorage
 
-    where = StudyStorage(name=name, storage=storage)
+    try:
+        where = StudyStorage(name=name, storage=storage)
+    except ValidationError as error:
+        problem = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"job.model.params_from.storage = {storage!r}: {problem}") from None
     location = where.location(tracking_uri)
     local = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
     if "://" not in local and not Path(local).exists():  # reading must not create an empty storage
