@@ -394,3 +394,20 @@ def test_a_writer_done_before_the_importances_arrive_still_reports(
     assert "writer process stopped" not in err and "MLflow opened in the job" not in err
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "RUNNING"
+
+
+def test_a_trial_that_ends_after_the_run_was_ended_does_not_reopen_it(
+    workdir: Path, tracking_uri: str
+) -> None:
+    """With n_jobs threads, a trial can end after a cancellation ended the parent run KILLED."""
+    from trainyard.config import load_settings
+
+    config = tuning(workdir, SHORT_TRIALS)
+    assert main(["run", config, "job.searcher.n_trials=2"]) == 0
+    job = load_settings([config], ["job.searcher.n_trials=4"]).job
+    with job:
+        study, writer = job._opened  # type: ignore[attr-defined, misc]
+        writer.fail("KILLED", ("interrupted (Ctrl-C)", "details"))
+        writer.on_trial_end(study, study.trials[0])  # a thread's trial, ending late
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "KILLED" and parent.data.tags["trainyard.error"] == "interrupted (Ctrl-C)"

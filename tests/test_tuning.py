@@ -627,7 +627,7 @@ def test_a_signal_stops_after_the_running_trials_and_records_them(
     process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
-    assert "stopping after the running trial(s)" in output and "Traceback" not in output
+    assert "stopping after the running trial" in output and "Traceback" not in output
     study = study_of(workdir)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING], (
         "no trial left RUNNING"
@@ -837,3 +837,32 @@ def test_other_splitters_cross_validate_the_trials(
     assert main(["run", config, *overrides]) == 0
     scores = study_of(workdir).trials[0].user_attrs["folds"]["scores"]
     assert [len(values) for values in scores.values()] == [folds]
+
+
+def test_repeated_signals_with_threads_leave_the_run_killed(workdir: Path, tracking_uri: str) -> None:
+    """Threads cannot be interrupted: the third signal ends the job while trials still run, and a
+    trial that ends after that must not reopen the ended parent run (RUNNING, error tag gone)."""
+    config = tuning(workdir)
+    slow = "job.model={KIND: sklearn, estimator: RandomForestRegressor, params: {n_estimators: 300}}"
+    process = _spawn(workdir, config, slow, "job.searcher.n_trials=50", "job.searcher.n_jobs=2")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        journal = workdir / "optuna-journal.log"
+        if journal.exists() and any(t.state.is_finished() for t in study_of(workdir).trials):
+            break
+    for _ in range(3):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "threads cannot be interrupted" in output and "Traceback" not in output
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "KILLED" and "trainyard.error" in parent.data.tags, output
+    assert "stopped without waiting for the running trials" in output
+    # a trial its thread could not finish stays RUNNING in the study: the next run fails it, and goes on
+    done = len(study_of(workdir).trials)
+    assert main(["run", config, slow, f"job.searcher.n_trials={done + 1}", "job.searcher.n_jobs=1"]) == 0
+    parent, _ = runs_of(tracking_uri)
+    assert parent.info.status == "FINISHED"
+    assert not [t for t in study_of(workdir).trials if t.state == optuna.trial.TrialState.RUNNING]

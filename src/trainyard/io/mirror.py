@@ -142,7 +142,14 @@ class TrialMirror:
                 self._report.digests = self._runs().log_lineage(lineage)
 
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: have the finished trial written as a child run."""
+        """Optuna callback: have the finished trial written as a child run.
+
+        Not once the parent run's end was asked for: a trial of another thread that ends after a
+        cancellation would otherwise reopen the ended run (RUNNING again, its error tag gone). The
+        study has the trial; the next run's reconciliation writes its child run.
+        """
+        if self._ended:
+            return
         if self._send(("trial", trial._trial_id)):
             return
         with self._lock:

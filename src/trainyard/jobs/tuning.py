@@ -287,7 +287,7 @@ class TuningJob(SupervisedJob):
             callbacks.append(MaxTrialsCallback(budget, states=None))
         with (
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
-            _StopOnSignal(study) as stop,
+            _StopOnSignal(study, threads=self.searcher.n_jobs != 1) as stop,
         ):
             callbacks += [progress.on_trial_end, stop.on_trial_end]
             study.optimize(
@@ -329,8 +329,9 @@ class _StopOnSignal:
     main thread, which waits for them, so the next trial to end passes it on (``on_trial_end``).
     """
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, threads: bool = False) -> None:
         self.study = study
+        self.threads = threads  # n_jobs above 1
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -346,9 +347,17 @@ class _StopOnSignal:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None:
+            if self.threads:  # a trial still running is failed by the next run that opens the study
+                raise JobCancelledError("stopped without waiting for the running trials (second signal)")
             raise JobCancelledError("stopped at once (second signal)")
         self.received = signum
-        get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
+        if self.threads:  # the main thread only waits: trials in other threads cannot be interrupted
+            get_logger().warning(
+                "stopping after the running trials (threads cannot be interrupted; a second signal "
+                "stops waiting for them: they are still recorded in the study)"
+            )
+        else:
+            get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
         with contextlib.suppress(RuntimeError):  # not in the thread that runs the trials (n_jobs > 1)
             self.study.stop()
 
