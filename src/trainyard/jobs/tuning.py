@@ -347,14 +347,14 @@ class _StopOnSignal:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None:
-            if self.threads:  # a trial still running is failed by the next run that opens the study
-                raise JobCancelledError("stopped without waiting for the running trials (second signal)")
+            if self.threads:  # Optuna's pool still joins its threads: the process ends after them
+                raise JobCancelledError("stopped (second signal); trials running in threads end first")
             raise JobCancelledError("stopped at once (second signal)")
         self.received = signum
         if self.threads:  # the main thread only waits: trials in other threads cannot be interrupted
             get_logger().warning(
-                "stopping after the running trials (threads cannot be interrupted; a second signal "
-                "stops waiting for them: they are still recorded in the study)"
+                "stopping after the running trials (threads cannot be interrupted: the process "
+                "ends when they do, whatever signals follow)"
             )
         else:
             get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
