@@ -88,6 +88,42 @@ def test_any_http_answer_counts_as_a_server(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         check_server_reachable(f"http://127.0.0.1:{server.server_port}")
+        # credentials in the URI are MLflow's to send (the probe sends none: any answer will do)
+        check_server_reachable(f"http://alice:s3cret@127.0.0.1:{server.server_port}/prefix")
+        # a TLS handshake that fails is MLflow's to judge, with its own certificate settings
+        check_server_reachable(f"https://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
     check_server_reachable(f"sqlite:///{tmp_path}/mlflow.db")  # not a server: nothing to check
+
+
+def test_a_password_in_the_tracking_uri_is_never_shown(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["run", str(CONFS / "quickstart.yaml"), "job.mlflow.tracking_uri=http://alice:s3cret@127.0.0.1:1"]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "no MLflow tracking server answers at http://127.0.0.1:1" in err and "s3cret" not in err
+
+
+def test_ctrl_c_while_mlflow_opens_leaves_no_handler_behind(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from trainyard.config import load_settings
+    from trainyard.io.tracking import MlflowService
+
+    def interrupted(self: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MlflowService, "start", interrupted)
+    job = load_settings([str(CONFS / "quickstart.yaml")]).job
+    with pytest.raises(KeyboardInterrupt):
+        job.__enter__()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -77,8 +77,10 @@ class StudyRuns:
         try:
             self.service.start()
         except Exception as error:
+            from trainyard.io.sources import without_credentials
+
             raise TrainyardError(
-                f"cannot open the MLflow store {self.service.tracking_uri}: {error}"
+                f"cannot open the MLflow store {without_credentials(self.service.tracking_uri)}: {error}"
             ) from error
         self.client = MlflowClient()
         study = self._study()

@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 
 from trainyard.component import Component
 from trainyard.errors import TrainyardError
-from trainyard.io.sources import GIT_TAGS, source_tags
+from trainyard.io.sources import GIT_TAGS, source_tags, without_credentials
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CONFIG_ARTIFACT = "config.yaml"
@@ -142,7 +142,7 @@ class MlflowService(Component):
     def ui_command(self) -> str:
         """How to look at the runs: the server's address, or the command that opens the UI on the store."""
         if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri}"
+            return f"open {without_credentials(self.tracking_uri)}"
         return f"mlflow ui --backend-store-uri {self.resolved_tracking_uri}"
 
 
@@ -168,28 +168,36 @@ SERVER_CHECK_SECONDS = 10.0
 
 
 def check_server_reachable(uri: str, timeout: float = SERVER_CHECK_SECONDS) -> None:
-    """Fail at once when the tracking server at ``uri`` does not answer at all.
+    """Fail at once when nothing answers at the tracking server ``uri``.
 
     MLflow retries a request to a server that is down for minutes, with no word: a job would seem to
     hang. One request to the server's ``/health`` tells: any HTTP answer (even an error status,
-    such as a proxy's 401) means a server is there, and MLflow's own errors say the rest. Only for
-    ``http(s)://`` URIs.
+    such as a proxy's 401) means a server is there, and MLflow's own requests, with their
+    credentials and TLS settings, say the rest. So the probe sends no credentials and does not check
+    certificates; only a refused connection, an unknown host or no answer in ``timeout`` fail.
+    Only for ``http(s)://`` URIs.
     """
+    import ssl
     import urllib.error
     import urllib.request
 
     if not uri.startswith(("http://", "https://")):
         return
-    probe = uri.rstrip("/") + "/health"
+    shown = without_credentials(uri)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(probe, timeout=timeout):
+        with urllib.request.urlopen(shown.rstrip("/") + "/health", timeout=timeout, context=unverified):
             return
     except urllib.error.HTTPError:
         return  # a server answered
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLError):
+            return  # something speaks TLS there: MLflow's own settings decide
         raise TrainyardError(
-            f"no MLflow tracking server answers at {uri} ({reason}); is it running, and is "
+            f"no MLflow tracking server answers at {shown} ({reason}); is it running, and is "
             "job.mlflow.tracking_uri right?"
         ) from None
 

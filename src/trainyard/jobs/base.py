@@ -22,6 +22,7 @@ from trainyard.errors import DataAccessError, JobCancelledError, TrainyardError
 from trainyard.io.alerts import AlertKind, ConsoleAlert, notify_all
 from trainyard.io.console import console
 from trainyard.io.logging import LoggerService, get_logger
+from trainyard.io.sources import without_credentials
 from trainyard.io.tracking import MlflowService, RunRecord, record_error
 
 if TYPE_CHECKING:
@@ -90,16 +91,24 @@ class Job(Component, abc.ABC):
             raise
         try:
             self.start_tracking()
-        except Exception as error:
-            failure = TrainyardError(f"cannot open the MLflow store {self.mlflow.tracking_uri}: {error}")
+        except BaseException as error:  # Ctrl-C while MLflow loads too: the handlers must be restored
+            store = without_credentials(self.mlflow.tracking_uri)
+            failure: BaseException = (
+                TrainyardError(f"cannot open the MLflow store {store}: {error}")
+                if isinstance(error, Exception)
+                else error
+            )
             self.announce_failure(failure, "before its MLflow run started")
             self.__exit__(type(error), error, None)
+            if failure is error:
+                raise
             raise failure from error
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: installed outside Python, cannot be put back from here
+                signal.signal(signum, handler)
         self._previous_handlers.clear()
         self.logger.stop()
 
