@@ -236,3 +236,9 @@ def test_hints_for_near_misses(override: str, expected: str) -> None:
 def test_hydras_sweep_list_on_the_command_line_is_a_choice() -> None:
     job = load_settings([TUNING_CONF], ["job.searcher.space.max_leaf_nodes=16,32,64"]).job
     assert job.searcher.dimensions["max_leaf_nodes"].choices == (16, 32, 64)  # type: ignore[attr-defined]
+
+
+def test_a_kind_typo_is_blamed_on_the_file_even_when_an_override_sets_a_sibling(tmp_path: Path) -> None:
+    typo = write_config(tmp_path, "job: {splitter: {KIND: kfoldd}}\n", "typo.yaml")
+    message = error_of([TUNING_CONF, typo], ["job.splitter.n_splits=4"])
+    assert f"{typo}: job.splitter.KIND = 'kfoldd': unknown KIND" in message

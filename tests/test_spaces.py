@@ -488,9 +488,14 @@ def test_omegaconf_containers_parse_like_plain_ones() -> None:
     )
 
 
-def test_a_comma_list_with_an_empty_value_is_named() -> None:
-    with pytest.raises(ValueError, match="a comma list of choices has an empty value; got 'a,,b'"):
-        parse_dimension("a,,b")
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("a,,b", "a comma list of choices has an empty value"), ("\\b\\w{2,}\\b", "cannot read the value")],
+)
+def test_a_comma_list_that_cannot_be_read_points_to_the_one_item_list(value: str, problem: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_dimension(value)
+    assert problem in str(caught.value) and "a one-item list" in str(caught.value)
 
 
 def test_a_fixed_string_with_a_comma_is_a_one_item_list() -> None:

@@ -540,6 +540,16 @@ def test_a_study_made_for_other_metrics_is_refused(
     assert "job.metrics: study 'fixed' was made for the metrics rmse; these" in capsys.readouterr().err
 
 
+def test_a_study_without_trials_takes_the_metrics_of_the_run_that_scores_first(
+    workdir: Path, tracking_uri: str
+) -> None:
+    """A job that failed before its first trial (a missing file) does not lock the study's metrics."""
+    config = tuning(workdir)
+    assert main(["run", config, "job.study.name=fresh", "job.inputs.path=data/nothing.csv"]) == 1
+    assert main(["run", config, "job.study.name=fresh", "job.metrics=[mae]", "job.searcher.n_trials=2"]) == 0
+    assert study_of(workdir, "fresh").user_attrs["trainyard.metrics"] == ["mae"]
+
+
 def test_a_study_made_before_metric_names_were_recorded_is_checked_by_direction(
     workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

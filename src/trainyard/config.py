@@ -107,7 +107,8 @@ def format_validation_error(error: ValidationError, data: dict[str, Any], layers
     for problem in error.errors(include_url=False):
         path = _data_path(data, problem["loc"])
         dotted = ".".join(str(part) for part in path) or "(top level)"
-        origin = _origin(layers, path)
+        # a KIND typo is the KIND's layer's, not that of an override under the same component
+        origin = _origin(layers, (*path, "KIND") if problem["type"] == "union_tag_invalid" else path)
         message = _explain(problem, data, path)
         whole_section = isinstance(problem["input"], dict) and problem["type"] == "value_error"
         value = (

@@ -291,10 +291,14 @@ def parse_dimension(value: object) -> Dimension:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return Dimension("categorical", choices=tuple(value))
     if isinstance(value, str) and "," in value and "(" not in value:  # Hydra's sweep list: 32,48,64
-        parts = _split(value)
-        if any(not part.strip() for part in parts):
-            raise ValueError(f"a comma list of choices has an empty value; got {value!r}")
-        return Dimension("categorical", choices=tuple(_scalar(part) for part in parts))
+        hint = f'; a fixed string with a comma is written as a one-item list: ["{value}"]'
+        try:
+            parts = _split(value)
+            if any(not part.strip() for part in parts):
+                raise ValueError("a comma list of choices has an empty value")
+            return Dimension("categorical", choices=tuple(_scalar(part) for part in parts))
+        except ValueError as error:
+            raise ValueError(f"{error}; got {value!r}{hint}") from None
     if value is not None and isinstance(value, _SCALARS):
         return Dimension("categorical", choices=(value,))
     hint = " (write [null] to fix the value to null)" if value is None else ""

@@ -225,8 +225,9 @@ class TuningJob(SupervisedJob):
         """
         names = [m.name for m in self.metrics]
         recorded = study.user_attrs.get(METRICS_ATTR)
-        if recorded is None and not study.get_trials(deepcopy=False):
-            study.set_user_attr(METRICS_ATTR, names)
+        if not study.get_trials(deepcopy=False):  # nothing scored yet: this run's metrics are the study's
+            if recorded is None or list(recorded) != names:
+                study.set_user_attr(METRICS_ATTR, names)
         elif recorded is not None and list(recorded) != names:
             raise ConfigurationError(
                 f"job.metrics: study {study.study_name!r} was made for the metrics {', '.join(recorded)}; "
