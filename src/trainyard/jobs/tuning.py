@@ -275,29 +275,32 @@ class TuningJob(SupervisedJob):
         mirror: TrialMirror,
         budget: int | None,
     ) -> None:
-        from optuna.study import MaxTrialsCallback
-
         from trainyard.io.progress import TrialProgress
 
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
             return
         earlier = {trial.number for trial in study.get_trials(deepcopy=False)}
-        callbacks: list[Any] = [mirror.on_trial_end]
-        if budget is not None:
-            callbacks.append(MaxTrialsCallback(budget, states=None))
         with (
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
             _StopOnSignal(study, threads=self.searcher.n_jobs != 1) as stop,
         ):
-            callbacks += [progress.on_trial_end, stop.on_trial_end]
+
+            def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
+                # One callback: Optuna deep-copies the finished trial for each callback it calls.
+                mirror.on_trial_end(study, trial)
+                if budget is not None and len(study.get_trials(deepcopy=False)) >= budget:
+                    study.stop()  # the study's budget: this worker's, other workers' and earlier runs' trials
+                progress.on_trial_end(study, trial)
+                stop.on_trial_end(study, trial)
+
             study.optimize(
                 _Objective(self, inputs, targets, folds),
                 n_trials=remaining,
                 timeout=self.searcher.timeout,
                 n_jobs=self.searcher.n_jobs,
                 catch=(Exception,),
-                callbacks=callbacks,
+                callbacks=[on_trial_end],
             )
         stop.raise_if_stopped()
         _check_not_all_failed(study, earlier)
