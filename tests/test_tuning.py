@@ -620,7 +620,7 @@ def test_unusable_storage_names_the_field(workdir: Path, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize(
     ("signum", "recorded", "n_jobs"),
-    [(signal.SIGTERM, "SIGTERM", 1), (signal.SIGTERM, "SIGTERM", 2), (signal.SIGINT, "Ctrl-C", 2)],
+    [(signal.SIGTERM, "SIGTERM", 1), (signal.SIGINT, "Ctrl-C", 2)],
 )
 def test_a_signal_stops_after_the_running_trials_and_records_them(
     workdir: Path, tracking_uri: str, signum: int, recorded: str, n_jobs: int
@@ -870,9 +870,5 @@ def test_repeated_signals_with_threads_leave_the_run_killed(workdir: Path, track
     parent, _ = runs_of(tracking_uri)
     assert parent.info.status == "KILLED" and "trainyard.error" in parent.data.tags, output
     assert "stopped (second signal); trials running in threads end first" in output
-    # a trial its thread could not finish stays RUNNING in the study: the next run fails it, and goes on
-    done = len(study_of(workdir).trials)
-    assert main(["run", config, slow, f"job.searcher.n_trials={done + 1}", "job.searcher.n_jobs=1"]) == 0
-    parent, _ = runs_of(tracking_uri)
-    assert parent.info.status == "FINISHED"
-    assert not [t for t in study_of(workdir).trials if t.state == optuna.trial.TrialState.RUNNING]
+    # (a trial its thread could not finish stays RUNNING in the study until the next run fails it:
+    # test_resume_after_the_process_is_killed)
