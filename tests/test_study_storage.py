@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import write_config
+from tests.test_tuning import tuning
 from trainyard.cli import main
 from trainyard.config import load_settings
 from trainyard.errors import ConfigurationError
@@ -23,27 +23,17 @@ from trainyard.io.studies import StudyStorage
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-SMALL_STUDY = """
-job:
-  KIND: tuning
-  mlflow: {experiment: tune}
-  inputs: {KIND: csv, path: data/diabetes.csv, drop: [target]}
-  targets: {KIND: csv, path: data/diabetes.csv, columns: [target]}
-  model: {KIND: sklearn, estimator: DecisionTreeRegressor, params: {random_state: 0}}
-  metrics: [rmse]
-  splitter: {KIND: kfold, n_splits: 3}
-  plots: false
-  searcher:
+SMALL_SEARCH = """
     KIND: optuna
     sampler: {KIND: tpe, seed: 55, n_startup_trials: 2}
     n_trials: 4
     space:
-      max_depth: range(2, 10)
-"""
+      max_depth: range(2, 10)"""
 
 
 def small_study(workdir: Path) -> str:
-    return write_config(workdir, SMALL_STUDY, "small.yaml")
+    """A 4-trial study of test_tuning's config: one space, small enough for racing workers."""
+    return tuning(workdir, SMALL_SEARCH)
 
 
 def digest(path: Path) -> str:

@@ -296,22 +296,27 @@ def test_pruning_stops_bad_trials_after_a_fold(workdir: Path, tracking_uri: str,
     assert sum(c.data.tags["trainyard.state"] == "PRUNED" for c in children) == len(pruned)
 
 
-def test_params_from_a_tuning_run_and_from_a_study(
-    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["run", tuning(workdir)]) == 0
-    parent, _ = runs_of(tracking_uri)
-    study = study_of(workdir)
+def training_from(workdir: Path, run_id: str, params: str = "") -> str:
+    """A training config of the diabetes tree whose parameters come from tuning run ``run_id``."""
     training = f"""
 job:
   KIND: training
   mlflow: {{experiment: train}}
   inputs: {{KIND: csv, path: data/diabetes.csv, drop: [target]}}
   targets: {{KIND: csv, path: data/diabetes.csv, columns: [target]}}
-  model: {{KIND: sklearn, estimator: DecisionTreeRegressor, params: {{random_state: 0}}, params_from: {{run_id: {parent.info.run_id}}}}}
+  model: {{KIND: sklearn, estimator: DecisionTreeRegressor, {params}params_from: {{run_id: {run_id}}}}}
   metrics: [rmse]
 """
-    path = write_config(workdir, training, "train.yaml")
+    return write_config(workdir, training, "train.yaml")
+
+
+def test_params_from_a_tuning_run_and_from_a_study(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", tuning(workdir)]) == 0
+    parent, _ = runs_of(tracking_uri)
+    study = study_of(workdir)
+    path = training_from(workdir, parent.info.run_id, "params: {random_state: 0}, ")
     assert main(["run", path]) == 0
     assert main(["run", path, f"job.model.params_from={{run_id: null, study: {study.study_name}}}"]) == 0
     capsys.readouterr()
@@ -335,16 +340,7 @@ def test_params_from_carries_the_tuning_jobs_fixed_params_and_names_differences(
     fixed = "job.model.params={random_state: 0, min_samples_split: 7}"
     assert main(["run", config, fixed, "job.searcher.n_trials=3"]) == 0
     parent, _ = runs_of(tracking_uri)
-    training = f"""
-job:
-  KIND: training
-  mlflow: {{experiment: train}}
-  inputs: {{KIND: csv, path: data/diabetes.csv, drop: [target]}}
-  targets: {{KIND: csv, path: data/diabetes.csv, columns: [target]}}
-  model: {{KIND: sklearn, estimator: DecisionTreeRegressor, params_from: {{run_id: {parent.info.run_id}}}}}
-  metrics: [rmse]
-"""
-    path = write_config(workdir, training, "train.yaml")
+    path = training_from(workdir, parent.info.run_id)
     capsys.readouterr()
     assert main(["run", path]) == 0
     assert "job.model.params_from:" not in capsys.readouterr().err, "same model: nothing to warn of"
