@@ -131,7 +131,7 @@ class TuningJob(SupervisedJob):
                 sampler=self.searcher.sampler(),
                 pruner=self.searcher.pruner.build() if self.searcher.pruner else optuna.pruners.NopPruner(),
             )
-            self._check_directions(study)
+            self._check_metrics(study)
             self._check_space(study)
             dead = fail_trials_of_dead_workers(storage, study)
             step.note(f"{name} in {self.study.location(tracking_uri)}: {_count_finished(study)} finished")
@@ -217,7 +217,7 @@ class TuningJob(SupervisedJob):
             previous_claim=str(previous_claim) if previous_claim else None,
         )
 
-    def _check_directions(self, study: optuna.Study) -> None:
+    def _check_metrics(self, study: optuna.Study) -> None:
         """Refuse metrics other than those the study was made for (their values would be mixed up).
 
         The names are recorded in the study when it is made; a study made before that is checked
