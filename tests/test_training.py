@@ -198,6 +198,15 @@ def test_classification_example(workdir: Path, tracking_uri: str) -> None:
     assert run.data.metrics["roc_auc"] > 0.95 and run.data.metrics["accuracy"] < 1.0
 
 
+def test_library_warnings_are_lines_of_the_job_log(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(CONFS / "classification.yaml"), "job.model.params.max_iter=2"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING  ConvergenceWarning: lbfgs failed to converge" in err
+    assert "warnings.warn(" not in err and "site-packages" not in err  # not Python's raw format
+
+
 def test_cli_help_does_not_import_heavy_libraries() -> None:
     code = "import sys, trainyard.cli; trainyard.cli.build_parser(); print(sorted(sys.modules))"
     modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

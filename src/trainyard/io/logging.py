@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from pydantic import Field
 
@@ -50,6 +51,7 @@ class LoggerService(Component):
             file_handler = logging.FileHandler(Path(self.folder) / self.file, encoding="utf-8")
             file_handler.setFormatter(logging.Formatter(self.format))
             logger.addHandler(file_handler)
+        warnings.showwarning = _log_warning
         return logger
 
     def stop(self) -> None:
@@ -58,6 +60,32 @@ class LoggerService(Component):
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)
+        if warnings.showwarning is _log_warning:
+            warnings.showwarning = _SHOW_WARNING
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Show a Python warning (scikit-learn's ConvergenceWarning, say) as a line of the job's log.
+
+    Python's own format prints the library's file path and source line; the log names the warning
+    and where it came from in one line, and the log file keeps it too. Python's filters still decide
+    which warnings are shown (by default, once per place in the code).
+    """
+    if file is not None:  # written to a stream on purpose: leave it to Python
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+        return
+    where = "/".join(Path(filename).parts[-2:])
+    get_logger().warning("%s: %s (%s:%d)", category.__name__, message, where, lineno)
 
 
 class StderrHandler(logging.Handler):
