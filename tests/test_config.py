@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import CONFS, write_config
 from trainyard.cli import main
-from trainyard.config import load_settings
+from trainyard.config import _parse_overrides, load_settings
 from trainyard.errors import ConfigurationError
 from trainyard.jobs.training import TrainingJob
 
@@ -242,3 +242,11 @@ def test_a_kind_typo_is_blamed_on_the_file_even_when_an_override_sets_a_sibling(
     typo = write_config(tmp_path, "job: {splitter: {KIND: kfoldd}}\n", "typo.yaml")
     message = error_of([TUNING_CONF, typo], ["job.splitter.n_splits=4"])
     assert f"{typo}: job.splitter.KIND = 'kfoldd': unknown KIND" in message
+
+
+@pytest.mark.parametrize("value", ["sqlite:///:memory:", "C:", "a: b:"])
+def test_an_override_ending_with_a_colon_is_text(value: str) -> None:
+    layer = _parse_overrides([f"job.x={value}", "job.y={a: 1}", "job.z=[1, 2]"])
+    assert layer.content.job.x == value
+    assert dict(layer.content.job.y) == {"a": 1}  # braces still make a mapping
+    assert list(layer.content.job.z) == [1, 2]

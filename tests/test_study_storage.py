@@ -54,8 +54,7 @@ IN_MEMORY = ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::m
 def test_an_in_memory_database_is_refused_when_the_config_is_validated(
     workdir: Path, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quoted = f"job.study.storage='{url}'"  # unquoted, the override parser reads 'a:' as a mapping
-    assert main(["run", small_study(workdir), quoted]) == 2
+    assert main(["run", small_study(workdir), f"job.study.storage={url}"]) == 2  # as typed: unquoted
     err = capsys.readouterr().err
     assert f"job.study.storage = {url!r}: an in-memory SQLite database" in err, err
     assert "must be durable" in err and "sqlite:///studies.db" in err and "journal file" in err

@@ -298,6 +298,7 @@ def _parse_overrides(overrides: list[str]) -> Layer:
 
     removals = []
     assignments = []
+    texts: list[tuple[str, str]] = []
     for override in overrides:
         if override.startswith("~"):
             key = override[1:]
@@ -305,14 +306,30 @@ def _parse_overrides(overrides: list[str]) -> Layer:
                 raise ConfigurationError(f"override {override!r}: expected ~dotted.key (to remove that key)")
             removals.append(key)
             continue
-        key, sep, _ = override.partition("=")
+        key, sep, value = override.partition("=")
         if not sep or not key or key != key.strip():
             raise ConfigurationError(f"override {override!r}: expected dotted.key=value, or ~dotted.key")
+        if _ends_like_a_key(value):  # a URL such as sqlite:///:memory: is text, not a one-key mapping
+            texts.append((key, value))
+            continue
         assignments.append(override)
     try:
-        return Layer(OVERRIDES, OmegaConf.from_dotlist(assignments), tuple(removals))
+        content = OmegaConf.from_dotlist(assignments)
+        for key, value in texts:
+            OmegaConf.update(content, key, value, merge=True)
+        return Layer(OVERRIDES, content, tuple(removals))
     except (OmegaConfBaseException, ValueError) as error:
         raise ConfigurationError(f"{OVERRIDES}: {_first_line(error)}") from None
+
+
+def _ends_like_a_key(value: str) -> bool:
+    """Whether YAML would read ``value`` as a mapping only because it ends with a colon.
+
+    ``key=a:`` reads as ``{a: null}`` in YAML: nobody writes a mapping that way on a command line
+    (``key={a: 1}`` does), but a URL or a path can end with a colon.
+    """
+    stripped = value.strip()
+    return stripped.endswith(":") and not stripped.startswith(("{", "[", "'", '"'))
 
 
 def _remove(config: Any, key: str, origin: str) -> None:
