@@ -27,6 +27,21 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["XDG_CACHE_HOME"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, however the suite was started.
+
+    A shell starts a background command (``pytest ... &``, ``nohup``) with SIGINT ignored, and the
+    processes the tests start inherit that: the tests of Ctrl-C would then test a job that keeps
+    ignoring it (which it does on purpose), and fail.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store with its tables created once (creating them takes seconds)."""
