@@ -203,7 +203,9 @@ def test_library_warnings_are_lines_of_the_job_log(
 ) -> None:
     assert main(["run", str(CONFS / "classification.yaml"), "job.model.params.max_iter=2"]) == 0
     err = capsys.readouterr().err
-    assert "WARNING  ConvergenceWarning: lbfgs failed to converge" in err
+    line = next(line for line in err.splitlines() if "ConvergenceWarning" in line)
+    assert line.startswith("WARNING  ConvergenceWarning (linear_model/_logistic.py:")
+    assert "): lbfgs failed to converge" in line and "Increase the number of iterations" in line  # one line
     assert "warnings.warn(" not in err and "site-packages" not in err  # not Python's raw format
 
 

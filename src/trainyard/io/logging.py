@@ -78,14 +78,16 @@ def _log_warning(
     """Show a Python warning (scikit-learn's ConvergenceWarning, say) as a line of the job's log.
 
     Python's own format prints the library's file path and source line; the log names the warning
-    and where it came from in one line, and the log file keeps it too. Python's filters still decide
+    and where it came from, on one line (a message of several lines is joined), and the log file
+    keeps it too. Python's filters still decide
     which warnings are shown (by default, once per place in the code).
     """
     if file is not None:  # written to a stream on purpose: leave it to Python
         _SHOW_WARNING(message, category, filename, lineno, file, line)
         return
     where = "/".join(Path(filename).parts[-2:])
-    get_logger().warning("%s: %s (%s:%d)", category.__name__, message, where, lineno)
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    get_logger().warning("%s (%s:%d): %s", category.__name__, where, lineno, text)
 
 
 class StderrHandler(logging.Handler):
