@@ -209,6 +209,28 @@ def test_library_warnings_are_lines_of_the_job_log(
     assert "warnings.warn(" not in err and "site-packages" not in err  # not Python's raw format
 
 
+def test_the_logger_puts_back_what_showed_warnings_before_the_job() -> None:
+    import warnings
+
+    from trainyard.io.logging import LoggerService
+
+    def host(*args: object) -> None:  # e.g. logging.captureWarnings(True), or a test runner's
+        pass
+
+    previous, warnings.showwarning = warnings.showwarning, host
+    try:
+        service = LoggerService()
+        service.start()
+        assert warnings.showwarning is not host
+        service.start()  # started again: still the host's hook underneath
+        service.stop()
+        assert warnings.showwarning is host
+        service.stop()
+        assert warnings.showwarning is host
+    finally:
+        warnings.showwarning = previous
+
+
 def test_cli_help_does_not_import_heavy_libraries() -> None:
     code = "import sys, trainyard.cli; trainyard.cli.build_parser(); print(sorted(sys.modules))"
     modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

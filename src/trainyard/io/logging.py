@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -51,6 +52,8 @@ class LoggerService(Component):
             file_handler = logging.FileHandler(Path(self.folder) / self.file, encoding="utf-8")
             file_handler.setFormatter(logging.Formatter(self.format))
             logger.addHandler(file_handler)
+        global _shown_before
+        _shown_before = warnings.showwarning  # stop() has put back any earlier job's
         warnings.showwarning = _log_warning
         return logger
 
@@ -60,11 +63,12 @@ class LoggerService(Component):
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)
-        if warnings.showwarning is _log_warning:
-            warnings.showwarning = _SHOW_WARNING
+        global _shown_before
+        if _shown_before is not None:  # what showed warnings before the job: Python's, pytest's...
+            warnings.showwarning, _shown_before = _shown_before, None
 
 
-_SHOW_WARNING = warnings.showwarning
+_shown_before: Callable[..., None] | None = None  # set while a job's logger shows the warnings
 
 
 def _log_warning(
@@ -79,14 +83,14 @@ def _log_warning(
 
     Python's own format prints the library's file path and source line; the log names the warning
     and where it came from, on one line (a message of several lines is joined), and the log file
-    keeps it too. Python's filters still decide
-    which warnings are shown (by default, once per place in the code).
+    keeps it too. Python's filters still decide which warnings are shown (by default, once per place
+    in the code), and they are records at the WARNING level: ``logger.level: ERROR`` hides them.
     """
     if file is not None:  # written to a stream on purpose: leave it to Python
-        _SHOW_WARNING(message, category, filename, lineno, file, line)
+        file.write(warnings.formatwarning(message, category, filename, lineno, line))
         return
     where = "/".join(Path(filename).parts[-2:])
-    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     get_logger().warning("%s (%s:%d): %s", category.__name__, where, lineno, text)
 
 
