@@ -250,3 +250,9 @@ def test_an_override_ending_with_a_colon_is_text(value: str) -> None:
     assert layer.content.job.x == value
     assert dict(layer.content.job.y) == {"a": 1}  # braces still make a mapping
     assert list(layer.content.job.z) == [1, 2]
+
+
+def test_overrides_ending_with_a_colon_keep_their_order() -> None:
+    assert _parse_overrides(["job.x=a:", "job.x=b"]).content.job.x == "b"
+    assert _parse_overrides(["job.x.y=a:", "job.x=5"]).content.job.x == 5
+    assert _parse_overrides(["job.x=b", "job.x= it's:"]).content.job.x == "it's:"

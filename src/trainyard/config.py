@@ -298,7 +298,6 @@ def _parse_overrides(overrides: list[str]) -> Layer:
 
     removals = []
     assignments = []
-    texts: list[tuple[str, str]] = []
     for override in overrides:
         if override.startswith("~"):
             key = override[1:]
@@ -310,14 +309,10 @@ def _parse_overrides(overrides: list[str]) -> Layer:
         if not sep or not key or key != key.strip():
             raise ConfigurationError(f"override {override!r}: expected dotted.key=value, or ~dotted.key")
         if _ends_like_a_key(value):  # a URL such as sqlite:///:memory: is text, not a one-key mapping
-            texts.append((key, value))
-            continue
+            override = f"{key}='{value.strip().replace(chr(39), chr(39) * 2)}'"  # quoted, in its place
         assignments.append(override)
     try:
-        content = OmegaConf.from_dotlist(assignments)
-        for key, value in texts:
-            OmegaConf.update(content, key, value, merge=True)
-        return Layer(OVERRIDES, content, tuple(removals))
+        return Layer(OVERRIDES, OmegaConf.from_dotlist(assignments), tuple(removals))
     except (OmegaConfBaseException, ValueError) as error:
         raise ConfigurationError(f"{OVERRIDES}: {_first_line(error)}") from None
 
@@ -329,7 +324,7 @@ def _ends_like_a_key(value: str) -> bool:
     (``key={a: 1}`` does), but a URL or a path can end with a colon.
     """
     stripped = value.strip()
-    return stripped.endswith(":") and not stripped.startswith(("{", "[", "'", '"'))
+    return stripped.endswith(":") and not stripped.startswith(("{", "[", "'", '"', "!"))
 
 
 def _remove(config: Any, key: str, origin: str) -> None:
