@@ -39,7 +39,8 @@ def ctrl_c_raises() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    signal.signal(signal.SIGINT, previous)
+    if previous is not None:  # None: a handler that C code installed, which Python cannot put back
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

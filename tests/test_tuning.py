@@ -491,6 +491,7 @@ def test_gp_sampler_runs_on_pytorch_and_says_so_without_it(workdir: Path, tracki
     """PyTorch is not in the lock (see docs/tuning.md): in the project's environment the config is
     refused; where PyTorch is installed the sampler runs (checked in a scratch environment)."""
     gp = TPE.replace("{KIND: tpe, seed: 55, n_startup_trials: 3}", "{KIND: gp, seed: 2, n_startup_trials: 2}")
+    assert gp != TPE
     if __import__("importlib").util.find_spec("torch") is None:
         with pytest.raises(ConfigurationError, match="the gp sampler runs on PyTorch"):
             load_settings([tuning(workdir, gp)])
