@@ -237,3 +237,18 @@ def test_two_jobs_start_a_new_database_study_together(workdir: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
     assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == len(finished)
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("studies/s.log", "studies/s.log"),
+        ("sqlite:///studies.db", "studies.db"),
+        ("sqlite:///studies.db?timeout=5", "studies.db"),  # the query is not part of the file name
+        ("sqlite+pysqlite:////abs/s.db", "/abs/s.db"),
+        ("postgresql://u@127.0.0.1/db", None),
+    ],
+)
+def test_the_local_file_of_a_storage_location(location: str, expected: str | None) -> None:
+    found = studies.local_file(location)
+    assert (str(found) if found is not None else None) == expected

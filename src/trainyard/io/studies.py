@@ -58,11 +58,8 @@ class StudyStorage(Component):
         """Where the study is stored, for logs and messages."""
         if self.storage:
             return self.storage
-        folder = (
-            Path(tracking_uri.removeprefix("sqlite:///")).parent
-            if tracking_uri.startswith("sqlite:///")
-            else Path()
-        )
+        store = local_file(tracking_uri) if "://" in tracking_uri else None  # a path is a file store's folder
+        folder = store.parent if store is not None else Path()
         return str(folder / JOURNAL_FILE)
 
     def open(self, tracking_uri: str) -> BaseStorage:
@@ -95,6 +92,15 @@ def _sqlite_database(url: str) -> tuple[str | None, str | None]:
 
 def _is_sqlite(url: str) -> bool:
     return "://" in url and url.split("://", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+
+def local_file(location: str) -> Path | None:
+    """The file a storage location keeps its data in: a journal path, or an SQLite URL's database
+    (without its ``?query``); None for a server's URL."""
+    if "://" not in location:
+        return Path(location)
+    database = _sqlite_database(location)[1] if _is_sqlite(location) else None
+    return Path(database) if database else None
 
 
 def not_durable(storage: str) -> str | None:
@@ -199,7 +205,7 @@ def _open_database(url: str) -> BaseStorage:
     import optuna
     import sqlalchemy.exc
 
-    database = Path(_sqlite_database(url)[1] or "") if _is_sqlite(url) else None
+    database = local_file(url)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(Path(f"{database}.lock")) if database is not None else contextlib.nullcontext():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, ResourceNotFoundError
@@ -74,7 +73,7 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> Tuned:
     import optuna
     from pydantic import ValidationError
 
-    from trainyard.io.studies import StudyStorage
+    from trainyard.io.studies import StudyStorage, local_file
 
     try:
         where = StudyStorage(name=name, storage=storage)
@@ -82,8 +81,8 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> Tuned:
         problem = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
         raise ConfigurationError(f"job.model.params_from.storage = {storage!r}: {problem}") from None
     location = where.location(tracking_uri)
-    local = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
-    if "://" not in local and not Path(local).exists():  # reading must not create an empty storage
+    local = local_file(location)
+    if local is not None and not local.exists():  # reading must not create an empty storage
         raise ResourceNotFoundError(f"job.model.params_from.study: no study storage at {location!r}")
     opened = where.open(tracking_uri)
     try:
