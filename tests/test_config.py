@@ -256,3 +256,35 @@ def test_overrides_ending_with_a_colon_keep_their_order() -> None:
     assert _parse_overrides(["job.x=a:", "job.x=b"]).content.job.x == "b"
     assert _parse_overrides(["job.x.y=a:", "job.x=5"]).content.job.x == 5
     assert _parse_overrides(["job.x=b", "job.x= it's:"]).content.job.x == "it's:"
+
+
+SWEEPER_PASTED = """
+job:
+  KIND: tuning
+  inputs: {KIND: csv, path: data/diabetes.csv, drop: [target]}
+  targets: {KIND: csv, path: data/diabetes.csv, columns: [target]}
+  model: {KIND: sklearn, estimator: Ridge}
+  metrics: [rmse]
+  searcher:
+    KIND: optuna
+    sampler: {seed: 55}
+    study_name: "base-template"
+    storage: null
+    n_trials: 3
+    params:
+      alpha: interval(0.1, 1)
+"""
+
+
+def test_a_pasted_hydra_sweeper_block_is_pointed_at_trainyards_keys(tmp_path: Path) -> None:
+    message = error_of([write_config(tmp_path, SWEEPER_PASTED)])
+    assert "job.searcher.study_name: unknown key (Hydra's sweeper key: here it is job.study.name)" in message
+    assert "job.searcher.storage: unknown key (Hydra's sweeper key: here it is job.study.storage)" in message
+    assert "job.searcher.params: unknown key (Hydra's sweeper key: here it is job.searcher.space)" in message
+    assert "job.searcher.sampler" not in message, "the sampler's KIND defaults to tpe"
+
+
+def test_the_sampler_kind_defaults_to_tpe(tmp_path: Path) -> None:
+    fixed = SWEEPER_PASTED.replace('    study_name: "base-template"\n    storage: null\n', "")
+    job = load_settings([write_config(tmp_path, fixed.replace("    params:", "    space:"))]).job
+    assert job.searcher.sampler_.KIND == "tpe" and job.searcher.sampler_.seed == 55

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="validate and print the resolved config; run nothing"
     )
+    run.add_argument(
+        "--allow-import-paths",
+        action="store_true",
+        help="accept model.estimator as an import path 'package.module:Class' (it runs that module's "
+        "code; also TRAINYARD_ALLOW_IMPORT_PATHS=1); off by default",
+    )
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema of job configs")
     schema.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     data = commands.add_parser(
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
-        return _run(args.configs, dry_run=args.dry_run)
+        allow = args.allow_import_paths or _env_allows_import_paths()
+        return _run(args.configs, dry_run=args.dry_run, allow_import_paths=allow)
     if args.command == "schema":
         from trainyard.settings import json_schema
 
@@ -107,7 +114,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _run(arguments: list[str], *, dry_run: bool) -> int:
+def _env_allows_import_paths() -> bool:
+    """TRAINYARD_ALLOW_IMPORT_PATHS: 1/true/yes allow, 0/false/no/empty refuse, anything else is an error."""
+    import os
+
+    from trainyard.core.estimators import IMPORT_PATHS_ENV
+    from trainyard.errors import ConfigurationError
+
+    value = os.environ.get(IMPORT_PATHS_ENV, "").strip().lower()
+    if value in {"", "0", "false", "no"}:
+        return False
+    if value in {"1", "true", "yes"}:
+        return True
+    raise ConfigurationError(f"{IMPORT_PATHS_ENV}={value!r}: expected 1 (allow import paths) or 0")
+
+
+def _run(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> int:
     import gc
 
     # The ML stack allocates millions of long-lived objects while importing; the default thresholds
@@ -115,12 +137,12 @@ def _run(arguments: list[str], *, dry_run: bool) -> int:
     # and freeze what exists before exit so the final collections skip it (benchmarks/training.py).
     gc.set_threshold(50_000, 20, 20)
     try:
-        return _run_job(arguments, dry_run=dry_run)
+        return _run_job(arguments, dry_run=dry_run, allow_import_paths=allow_import_paths)
     finally:
         gc.freeze()
 
 
-def _run_job(arguments: list[str], *, dry_run: bool) -> int:
+def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> int:
     from trainyard.config import load_layers, resolve, validate
 
     files = [a for a in arguments if ("=" not in a and not a.startswith("~")) or Path(a).is_file()]
@@ -132,7 +154,7 @@ def _run_job(arguments: list[str], *, dry_run: bool) -> int:
     if dry_run:
         import yaml
 
-        job = validate(data, layers, allow_import_paths=True).job
+        job = validate(data, layers, allow_import_paths=allow_import_paths).job
         print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
         return 0
     from trainyard.io.mirror import prestarted
@@ -140,7 +162,7 @@ def _run_job(arguments: list[str], *, dry_run: bool) -> int:
     job_config = data.get("job")
     tuning = isinstance(job_config, dict) and job_config.get("KIND") == "tuning"
     with prestarted(tuning):  # the tuning job's MLflow writer loads MLflow while the config is validated
-        job = validate(data, layers, allow_import_paths=True).job
+        job = validate(data, layers, allow_import_paths=allow_import_paths).job
         job.use_config_files(files)
         with job:
             job.run()

@@ -82,7 +82,7 @@ def resolve(layers: list[Layer]) -> dict[str, Any]:
 
 
 def load_settings(
-    paths: list[str], overrides: list[str] | None = None, *, allow_import_paths: bool = True
+    paths: list[str], overrides: list[str] | None = None, *, allow_import_paths: bool = False
 ) -> Settings:
     """Files merged in order, then overrides, then interpolation, validated into Settings."""
     layers = load_layers(list(paths), list(overrides or []))
@@ -90,15 +90,37 @@ def load_settings(
 
 
 def validate(data: dict[str, Any], layers: list[Layer], *, allow_import_paths: bool = False) -> Settings:
-    """Validate resolved data; every problem is reported with its origin, field path and value."""
+    """Validate resolved data; every problem is reported with its origin, field path and value.
+
+    Without ``allow_import_paths`` (the default, and always so for configs a service or the watcher
+    runs), validation imports and instantiates only what registered names designate.
+    """
     from pydantic import ValidationError
 
     from trainyard.settings import Settings
 
+    _refuse_instantiation_keys(data, (), layers)
     try:
         return Settings.model_validate(data, context={"allow_import_paths": allow_import_paths})
     except ValidationError as error:
         raise ConfigurationError(format_validation_error(error, data, layers)) from None
+
+
+INSTANTIATION_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+
+
+def _refuse_instantiation_keys(node: Any, path: tuple[str | int, ...], layers: list[Layer]) -> None:
+    """Refuse Hydra's ``_target_`` (and its companions) anywhere: a config never names code to build."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        here = (*path, key)
+        if key in INSTANTIATION_KEYS:
+            dotted = ".".join(str(part) for part in here)
+            raise ConfigurationError(
+                f"{_origin(layers, here)}: {dotted}: Trainyard never builds objects named in a config "
+                f"(Hydra's {key}); name a component by its KIND and an estimator by its registered name"
+            )
+        _refuse_instantiation_keys(value, here, layers)
 
 
 def format_validation_error(error: ValidationError, data: dict[str, Any], layers: list[Layer]) -> str:
@@ -134,6 +156,9 @@ def _explain(problem: Any, data: dict[str, Any], path: tuple[str | int, ...]) ->
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         if path[-1] in {"direction", "directions"}:
             hint = " (each metric has its own direction, rmse minimized, r2 maximized: list the metrics)"
+        moved = _SWEEPER_KEYS.get(str(path[-1])) if len(path) > 1 and path[-2] == "searcher" else None
+        if moved:
+            hint = f" (Hydra's sweeper key: here it is {moved})"
         return f"unknown key{hint}; valid keys here: {', '.join(valid)}" if valid else "unknown key"
     if kind in {"union_tag_not_found", "union_tag_invalid"}:
         kinds = ", ".join(_kinds_at(data, path))
@@ -145,6 +170,14 @@ def _explain(problem: Any, data: dict[str, Any], path: tuple[str | int, ...]) ->
         if close:
             message += f" (did you mean {close[0]!r}?)"
     return message.removeprefix("Value error, ")
+
+
+# Keys of Hydra's Optuna sweeper block, pasted under the searcher, and where Trainyard has them.
+_SWEEPER_KEYS = {
+    "study_name": "job.study.name",
+    "storage": "job.study.storage",
+    "params": "job.searcher.space",
+}
 
 
 def _valid_keys(data: dict[str, Any], path: tuple[str | int, ...]) -> list[str]:
@@ -282,8 +315,7 @@ def _load_file(path: str) -> Layer:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigurationError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise ConfigurationError(f"{path}: invalid YAML{where}: {_yaml_problem(error)}") from None
     except Exception as error:
         raise ConfigurationError(f"{path}: cannot read config: {_first_line(error)}") from None
     if not isinstance(content, DictConfig):
@@ -293,6 +325,7 @@ def _load_file(path: str) -> Layer:
 
 def _parse_overrides(overrides: list[str]) -> Layer:
     """``dotted.key=value`` overrides, and ``~dotted.key`` removals (Hydra's syntax)."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -313,8 +346,35 @@ def _parse_overrides(overrides: list[str]) -> Layer:
         assignments.append(override)
     try:
         return Layer(OVERRIDES, OmegaConf.from_dotlist(assignments), tuple(removals))
-    except (OmegaConfBaseException, ValueError) as error:
-        raise ConfigurationError(f"{OVERRIDES}: {_first_line(error)}") from None
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+        culprit = next((one for one in assignments if not _parses(one)), None)
+        where = f"override {culprit!r}" if culprit else OVERRIDES
+        problem = _yaml_problem(error) if isinstance(error, yaml.YAMLError) else _first_line(error)
+        raise ConfigurationError(f"{where}: {problem}") from None
+
+
+def _parses(assignment: str) -> bool:
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.from_dotlist([assignment])
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError):
+        return False
+    return True
+
+
+def _yaml_problem(error: BaseException) -> str:
+    """What is wrong in a YAML text, in a line; a tag that builds Python objects says so."""
+    import yaml
+
+    problem = str(getattr(error, "problem", None) or error).strip()
+    if isinstance(error, yaml.constructor.ConstructorError) and "python/" in problem:
+        tag = re.search(r"'tag:yaml.org,2002:([^']*)'", problem)
+        named = f"!!{tag.group(1)}" if tag else "a !!python/ tag"
+        return f"{named}: YAML tags that build Python objects are not accepted (a config holds plain data)"
+    return problem.splitlines()[0] if problem else type(error).__name__
 
 
 def _ends_like_a_key(value: str) -> bool:

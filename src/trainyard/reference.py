@@ -242,8 +242,10 @@ def _estimators() -> str:
         by_module.setdefault(module, []).append(name)
     lines = [
         f"## {ESTIMATORS_TITLE}",
-        "Names accepted by `model.estimator` (`KIND: sklearn`). From the command line, an import path "
-        "`package.module:Class` is accepted as well.",
+        "Names accepted by `model.estimator` (`KIND: sklearn`). An import path `package.module:Class` "
+        "(a scikit-learn-compatible estimator class) is accepted too in a run started with "
+        "`trainyard run --allow-import-paths` or `TRAINYARD_ALLOW_IMPORT_PATHS=1`, never otherwise: "
+        "see [What a config may run](training.md#what-a-config-may-run).",
         "| Module | Estimators |\n| --- | --- |",
     ]
     rows = []

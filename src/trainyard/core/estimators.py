@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 from trainyard.errors import ConfigurationError
@@ -65,18 +66,38 @@ ESTIMATORS: dict[str, str] = {
 }
 
 
+IMPORT_PATHS_FLAG = "--allow-import-paths"
+IMPORT_PATHS_ENV = "TRAINYARD_ALLOW_IMPORT_PATHS"
+HOW_TO_ALLOW = (
+    f"import paths run the code of the module they name, so they are refused unless this run allows "
+    f"them: trainyard run {IMPORT_PATHS_FLAG} ..., or {IMPORT_PATHS_ENV}=1"
+)
+_IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
 def is_import_path(name: str) -> bool:
     """Whether ``name`` is a ``package.module:Class`` path rather than a registered name."""
     return ":" in name
 
 
 def check_estimator_name(name: str, allow_import_paths: bool) -> None:
-    """Raise a ValueError (for pydantic) when ``name`` is neither registered nor an allowed path."""
+    """Raise a ValueError (for pydantic) when ``name`` is neither registered nor an allowed path.
+
+    A registered name imports nothing here. An import path is refused, without importing anything,
+    unless ``allow_import_paths``; allowed, it is imported and must name a scikit-learn-compatible
+    estimator class (``fit`` and ``get_params``, checked on the class: no instance is made).
+    """
     if name in ESTIMATORS:
         return
     if is_import_path(name):
         if not allow_import_paths:
-            raise ValueError(f"import paths are not accepted here ({name!r}); use a registered name")
+            raise ValueError(
+                f"import paths are not accepted here ({name!r}): use a registered name; {HOW_TO_ALLOW}"
+            )
+        try:
+            estimator_class(name)
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
         return
     import difflib
 
@@ -84,13 +105,30 @@ def check_estimator_name(name: str, allow_import_paths: bool) -> None:
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise ValueError(
         f"unknown estimator {name!r}.{hint} Valid names: {', '.join(sorted(ESTIMATORS))}; "
-        "or, from the command line, an import path 'package.module:Class'"
+        f"or an import path 'package.module:Class' in a run started with {IMPORT_PATHS_FLAG}"
     )
 
 
 def estimator_class(name: str) -> Any:
-    """Import the estimator class that ``name`` designates."""
-    module_name, _, class_name = name.partition(":") if is_import_path(name) else (ESTIMATORS[name], "", name)
+    """Import the estimator class that ``name`` designates (a registered name or an import path).
+
+    Callers validate ``name`` first (``check_estimator_name``): this function imports what it is given.
+    """
+    if not is_import_path(name):
+        return _imported(ESTIMATORS[name], name, name)
+    if not _IMPORT_PATH.fullmatch(name):
+        raise ConfigurationError(f"import path {name!r} is not of the form 'package.module:Class'")
+    module_name, _, class_name = name.partition(":")
+    klass = _imported(module_name, class_name, name)
+    if not _is_estimator_class(klass):
+        raise ConfigurationError(
+            f"{name!r} is not a scikit-learn-compatible estimator: expected a class with fit and "
+            f"get_params methods, got {_describe(klass)}"
+        )
+    return klass
+
+
+def _imported(module_name: str, class_name: str, name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -102,3 +140,15 @@ def estimator_class(name: str) -> Any:
         return getattr(module, class_name)
     except AttributeError as error:
         raise ConfigurationError(f"module {module_name!r} has no class {class_name!r}") from error
+
+
+def _is_estimator_class(candidate: object) -> bool:
+    return isinstance(candidate, type) and all(
+        callable(getattr(candidate, method, None)) for method in ("fit", "get_params")
+    )
+
+
+def _describe(candidate: object) -> str:
+    if isinstance(candidate, type):
+        return f"the class {candidate.__name__}, which lacks fit or get_params"
+    return f"a {type(candidate).__name__}"

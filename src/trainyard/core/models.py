@@ -71,7 +71,7 @@ class SklearnModel(Model):
     KIND: Literal["sklearn"] = "sklearn"
     estimator: str = Field(
         description="A registered estimator name (e.g. HistGradientBoostingRegressor); "
-        "from the command line also an import path 'package.module:Class'."
+        "or an import path 'package.module:Class' in a run that allows them (--allow-import-paths)."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the estimator.")
     params_from: TunedParams | None = Field(
@@ -94,8 +94,10 @@ class SklearnModel(Model):
     @field_validator("params")
     @classmethod
     def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        for key, value in params.items():
+            _check_plain(value, key)
         name = info.data.get("estimator")
-        if name is not None:
+        if name is not None:  # absent when the estimator was refused: then nothing is imported
             check_params(name, params)
         return params
 
@@ -231,6 +233,27 @@ def check_params(name: str, params: Mapping[str, Any]) -> None:
             estimator._validate_params()
         except (TypeError, ValueError) as error:
             raise ValueError(str(error)) from None
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: object, at: str) -> None:
+    """Refuse a parameter value that is not plain data: a config names values, never objects to call."""
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{at}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(item, f"{at}.{key}")
+        return
+    raise ValueError(
+        f"{at}: expected plain data (text, a number, true/false, null, a list or a mapping), "
+        f"got {type(value).__name__}"
+    )
 
 
 def _space_problem(estimator: str, params: Mapping[str, Any], name: str, dimension: Dimension) -> str | None:

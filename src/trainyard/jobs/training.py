@@ -85,6 +85,7 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
     """``model`` with the tuned parameters under its own, validated like any config."""
     from pydantic import ValidationError
 
+    from trainyard.core.estimators import is_import_path
     from trainyard.io.tuned import load_tuned_params
 
     assert model.params_from is not None
@@ -95,7 +96,9 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
     params = {**tuned.fixed_params, **tuned.params, **model.params}
     data = {**model.model_dump(), "params": params, "params_from": None}
     try:
-        return SklearnModel.model_validate(data, context={"allow_import_paths": True})
+        # the estimator is the one already validated: an import path there was allowed for this run
+        allowed = {"allow_import_paths": is_import_path(model.estimator)}
+        return SklearnModel.model_validate(data, context=allowed)
     except ValidationError as error:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
         raise ConfigurationError(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from trainyard.component import Component
+from trainyard.component import Component, default_kind
 from trainyard.core.spaces import Dimension, check_yaml_cuts, grid_size, parse_space
 
 if TYPE_CHECKING:
@@ -236,7 +236,9 @@ class OptunaSearcher(Searcher):
     """A model-based Optuna sampler: TPE (default), CMA-ES, Gaussian process or NSGA-II."""
 
     KIND: Literal["optuna"] = "optuna"
-    sampler_: SamplerKind = Field(default_factory=TpeSampler, alias="sampler", description="The sampler.")
+    sampler_: Annotated[SamplerKind, default_kind("tpe")] = Field(
+        default_factory=TpeSampler, alias="sampler", description="The sampler (KIND may be left out: tpe)."
+    )
 
     def sampler(self) -> BaseSampler:
         from trainyard.utils.trial_seeding import TrialSeededSampler
