@@ -335,6 +335,24 @@ def others_running(study: optuna.Study, mine: str | None = None) -> bool:
     return False
 
 
+def running_on_this_host(study: optuna.Study, mine: str | None = None) -> dict[str, int]:
+    """The other live workers of this host that have trials of ``study`` running: token -> trials.
+
+    Workers are known by the token their trials carry (``WORKER_ATTR``), so only Trainyard's count;
+    those of other hosts (another host name) share no cores with this one.
+    """
+    from optuna.trial import TrialState
+
+    mine = mine or worker_token()
+    host = socket.gethostname()
+    running: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        token = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        if token and token != mine and token.split(":")[0] == host:
+            running[token] = running.get(token, 0) + 1
+    return {token: count for token, count in running.items() if token_alive(token)}
+
+
 def worker_token() -> str:
     """Identifies this process across time: host, pid and the pid's start time."""
     return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"

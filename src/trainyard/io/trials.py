@@ -54,6 +54,9 @@ class TrialLogger:
             # here rather than in log_batch: one store transaction fewer, about 10 % of a child run's CPU
             "trainyard.duration_s": f"{(end - start) / 1000:.3f}",
         }
+        threads = (trial.user_attrs.get("folds") or {}).get("threads")
+        if threads is not None:  # the native threads its fits used (job.threads)
+            tags["trainyard.native_threads"] = str(threads)
         if "error" in trial.user_attrs:
             tags["trainyard.error"] = str(trial.user_attrs["error"])[:5000]
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)

@@ -14,6 +14,7 @@ from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
+from trainyard.threads import AUTO, Threads
 from trainyard.utils.signers import InferSigner, SignerKind
 from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
 
@@ -28,11 +29,18 @@ class TrainingJob(SupervisedJob):
     model_register: RegisterKind | None = Field(
         None, alias="register", description="Register the model (unset: log it only)."
     )
+    threads: Threads = Field(
+        AUTO,
+        description="Native threads (OpenMP, BLAS) of the fit and the predictions; auto: every usable "
+        "core (as the libraries do by default, unless the environment sets fewer).",
+    )
 
     def run(self) -> Locals:
         import mlflow
 
-        with self.tracked_run() as run:
+        from trainyard.threads import NativeThreads
+
+        with self.tracked_run() as run, NativeThreads(self.threads, unit="fit"):
             model = self.model
             if model.params_from is not None:
                 with self.step("take tuned parameters") as step:

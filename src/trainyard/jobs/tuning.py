@@ -14,6 +14,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
@@ -24,6 +25,7 @@ from trainyard.io.logging import get_logger
 from trainyard.io.studies import StudyStorage
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
+from trainyard.threads import AUTO, Threads
 from trainyard.utils.searchers import SearcherKind
 from trainyard.utils.splitters import KFoldSplitter, SplitterKind
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from trainyard.core.models import Model
     from trainyard.io.mirror import TrialMirror
     from trainyard.io.study_runs import StudyRunSpec
+    from trainyard.threads import NativeThreads
     from trainyard.utils.splitters import Fold
 
 METRICS_ATTR = "trainyard.metrics"  # on a study: the names of the metrics it was made for, in order
@@ -55,6 +58,12 @@ class TuningJob(SupervisedJob):
     searcher: SearcherKind = Field(description="What to search, how, with what budget.")
     study: StudyStorage = Field(default_factory=StudyStorage, description="Where the study is stored.")
     plots: bool = Field(True, description="Log optimization history, importances and parallel coordinates.")
+    threads: Threads = Field(
+        AUTO,
+        description="Native threads (OpenMP, BLAS) of each trial's fits; auto: the usable cores divided "
+        "among the trials running at once on this host (n_jobs here, and the running trials of other "
+        "workers of the study on this host), at least 1.",
+    )
 
     _opened: tuple[Any, Any] | None = PrivateAttr(None)  # the study and its MLflow writer
 
@@ -276,12 +285,18 @@ class TuningJob(SupervisedJob):
         budget: int | None,
     ) -> None:
         from trainyard.io.progress import TrialProgress
+        from trainyard.io.studies import running_on_this_host
+        from trainyard.threads import NativeThreads
 
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
             return
         earlier = {trial.number for trial in study.get_trials(deepcopy=False)}
         with (
+            # each trial's threads: the cores shared by this job's n_jobs and other workers' trials
+            NativeThreads(
+                self.threads, self.searcher.n_jobs, elsewhere=partial(running_on_this_host, study)
+            ) as threads,
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
             _StopOnSignal(study, threads=self.searcher.n_jobs != 1) as stop,
         ):
@@ -295,7 +310,7 @@ class TuningJob(SupervisedJob):
                 stop.on_trial_end(study, trial)
 
             study.optimize(
-                _Objective(self, inputs, targets, folds),
+                _Objective(self, inputs, targets, folds, threads),
                 n_trials=remaining,
                 timeout=self.searcher.timeout,
                 n_jobs=self.searcher.n_jobs,
@@ -382,9 +397,15 @@ class _Objective:
     """Cross-validate the model with a trial's parameters; per-fold scores go to the trial's attrs."""
 
     def __init__(
-        self, job: TuningJob, inputs: pd.DataFrame, targets: pd.DataFrame, folds: list[Fold]
+        self,
+        job: TuningJob,
+        inputs: pd.DataFrame,
+        targets: pd.DataFrame,
+        folds: list[Fold],
+        threads: NativeThreads | None = None,
     ) -> None:
         self.job = job
+        self.threads = threads
         self.folds = _FoldSlices(inputs, targets, folds)
         self.dimensions = job.searcher.dimensions
         # The journal storage names the worker in the record that creates a trial; a database does not.
@@ -404,10 +425,13 @@ class _Objective:
         pruning = self.job.searcher.pruner is not None
         scores: dict[str, list[float]] = {m.name: [] for m in metrics}
         fit_time = 0.0
+        threads: int | None = None
         try:
             params = {name: _suggest(trial, name, dimension) for name, dimension in self.dimensions.items()}
             model: Model = self.job.model.model_copy(update={"params": {**self.job.model.params, **params}})
             for fold, (train_inputs, train_targets, test_inputs, test_targets) in enumerate(self.folds):
+                if self.threads is not None:  # in the trial's own thread: OpenMP's limit is per thread
+                    threads = self.threads.before_fit()
                 start = time.perf_counter()
                 model.fit(train_inputs, train_targets)
                 fit_time += time.perf_counter() - start
@@ -425,7 +449,8 @@ class _Objective:
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
             raise
         finally:  # one storage write per trial, whatever its end (each write costs about 1 ms)
-            trial.set_user_attr("folds", {"scores": scores, "fit_time": fit_time})
+            folds = {"scores": scores, "fit_time": fit_time}
+            trial.set_user_attr("folds", folds if threads is None else {**folds, "threads": threads})
         means = [float(np.mean(scores[m.name])) for m in metrics]
         return means[0] if len(means) == 1 else means
 
