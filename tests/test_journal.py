@@ -52,7 +52,7 @@ def test_optuna_reads_and_shares_the_file(tmp_path: Path) -> None:
 
 def test_trials_are_created_with_their_worker(tmp_path: Path) -> None:
     from trainyard.io.journal import WorkerJournalStorage
-    from trainyard.io.studies import WORKER_ATTR, worker_token
+    from trainyard.records import WORKER_ATTR, worker_token
 
     path = tmp_path / "journal.log"
     study = optuna.create_study(storage=WorkerJournalStorage(str(path)))

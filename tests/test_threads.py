@@ -17,8 +17,9 @@ from tests.conftest import CONFS
 from tests.test_tuning import another_live_worker, runs_of, study_of, study_with_a_running_trial_of, tuning
 from trainyard.cli import main
 from trainyard.config import load_settings
-from trainyard.io.studies import running_on_this_host, worker_token
+from trainyard.io.studies import running_on_this_host
 from trainyard.processes import usable_cores
+from trainyard.records import worker_token
 from trainyard.threads import AUTO, REMEMBER_SECONDS, NativeThreads, choose, threads_per_fit
 
 HGB = "job.model={KIND: sklearn, estimator: HistGradientBoostingRegressor, params: {max_iter: 10, random_state: 0}}"
@@ -177,7 +178,7 @@ def test_threads_is_a_number_or_auto(workdir: Path, value: str, accepted: bool) 
 
 def test_workers_counted_are_the_other_live_ones_of_this_host(workdir: Path) -> None:
     dead = subprocess.run(
-        [sys.executable, "-c", "from trainyard.io.studies import worker_token as t; print(t())"],
+        [sys.executable, "-c", "from trainyard.records import worker_token as t; print(t())"],
         capture_output=True,
         text=True,
         check=True,

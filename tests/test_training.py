@@ -18,9 +18,8 @@ from tests.conftest import CONFS, write_config
 from trainyard.cli import main
 from trainyard.config import load_settings
 from trainyard.core.models import SklearnModel
-from trainyard.io.tracking import ERROR_TAG
-from trainyard.jobs.base import CONFIG_HASH_TAG
 from trainyard.jobs.training import TrainingJob
+from trainyard.records import CONFIG_HASH_TAG, ERROR_TAG
 
 QUICKSTART = str(CONFS / "quickstart.yaml")
 

@@ -69,7 +69,7 @@ def study_of(workdir: Path, name: str | None = None) -> optuna.Study:
 @contextlib.contextmanager
 def another_live_worker() -> Iterator[str]:
     """A process that stays alive while the block runs; yields its worker token."""
-    names_itself = "import time; from trainyard.io.studies import worker_token as t; print(t(), flush=True); time.sleep(300)"
+    names_itself = "import time; from trainyard.records import worker_token as t; print(t(), flush=True); time.sleep(300)"
     other = subprocess.Popen([sys.executable, "-c", names_itself], stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout is not None
@@ -725,7 +725,7 @@ def test_a_parent_run_stays_running_while_another_worker_uses_it(
 
 def _dead_token() -> str:
     return subprocess.run(
-        [sys.executable, "-c", "from trainyard.io.studies import worker_token as t; print(t())"],
+        [sys.executable, "-c", "from trainyard.records import worker_token as t; print(t())"],
         capture_output=True,
         text=True,
         check=True,

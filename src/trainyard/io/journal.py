@@ -22,7 +22,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, 
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
-from trainyard.io.studies import WORKER_ATTR, worker_token
+from trainyard.records import WORKER_ATTR, worker_token
 
 # Writes a crash may lose without losing a finished trial: they only describe a running one.
 _UNSYNCED = {

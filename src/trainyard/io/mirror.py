@@ -102,7 +102,7 @@ class MirrorReport:
 
     def count(self, trials: list[FrozenTrial], owner: str) -> None:
         """Count trials written by a reconciliation: this job's own, or left missing by earlier runs."""
-        from trainyard.io.studies import WORKER_ATTR
+        from trainyard.records import WORKER_ATTR
 
         own = sum(trial.user_attrs.get(WORKER_ATTR) == owner for trial in trials)
         self.written += own

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainyard.io.console import console
 from trainyard.io.logging import get_logger
+from trainyard.records import ERROR_ATTR
 
 if TYPE_CHECKING:
     import optuna
@@ -60,12 +61,14 @@ class TrialProgress:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=self._describe())
             if trial.state.name == "FAIL":  # printed above the bar: a failure must never go unseen
-                get_logger().warning("trial %d failed: %s", trial.number, trial.user_attrs.get("error", "?"))
+                get_logger().warning(
+                    "trial %d failed: %s", trial.number, trial.user_attrs.get(ERROR_ATTR, "?")
+                )
         else:
             value = f" {self.objective.name}={trial.values[self.index]:.4g}" if trial.values else ""
             if trial.state.name == "PRUNED":  # its value is a partial mean, not comparable to the best
                 value = f" after {len(trial.intermediate_values)} fold(s)"
-            if "error" in trial.user_attrs:
+            if ERROR_ATTR in trial.user_attrs:
                 value = f": {trial.user_attrs['error']}"
             get_logger().info(
                 "trial %d %s%s (%s)", trial.number, trial.state.name.lower(), value, self._describe()

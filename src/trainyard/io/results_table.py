@@ -12,14 +12,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from trainyard.io.studies import WORKER_ATTR
+from trainyard.records import ERROR_ATTR, FOLDS_ATTR, WORKER_ATTR
 
 if TYPE_CHECKING:
     import pandas as pd
     from optuna.trial import FrozenTrial
 
-FOLDS_ATTR = "folds"
-ERROR_ATTR = "error"
 _OWN_ATTRS = (FOLDS_ATTR, ERROR_ATTR, WORKER_ATTR)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import socket
 import time
@@ -22,6 +21,14 @@ from pydantic import Field, field_validator
 
 from trainyard.component import Component
 from trainyard.errors import ConfigurationError
+from trainyard.records import (
+    ERROR_ATTR,
+    PARENT_ATTR,
+    PARENT_CLAIM_ATTR,
+    WORKER_ATTR,
+    token_alive,
+    worker_token,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -29,7 +36,6 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 JOURNAL_FILE = "optuna-journal.log"
-WORKER_ATTR = "trainyard.worker"
 HEARTBEAT_SECONDS = 10
 
 
@@ -247,16 +253,12 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
 
 
-_PARENT_ATTR = "trainyard.parent_run_id"
-_CLAIM_ATTR = "trainyard.parent_claim"
-
-
 def parent_attr(tracking_uri: str, claim: bool = False) -> str:
     """The study attribute holding its parent run in one MLflow store (a study may be tracked in several)."""
     import hashlib
 
     store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
-    return f"{_CLAIM_ATTR if claim else _PARENT_ATTR}@{store}"
+    return f"{PARENT_CLAIM_ATTR if claim else PARENT_ATTR}@{store}"
 
 
 SETTLE_SECONDS = 0.5
@@ -353,11 +355,6 @@ def running_on_this_host(study: optuna.Study, mine: str | None = None) -> dict[s
     return {token: count for token, count in running.items() if token_alive(token)}
 
 
-def worker_token() -> str:
-    """Identifies this process across time: host, pid and the pid's start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-
-
 def fail_trials_of_dead_workers(storage: BaseStorage, study: optuna.Study) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker was a process of this host that no longer exists."""
     from optuna.trial import TrialState
@@ -370,33 +367,7 @@ def fail_trials_of_dead_workers(storage: BaseStorage, study: optuna.Study) -> li
             continue
         study_id = storage.get_study_id_from_name(study.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, "error", "its worker process died")
+        storage.set_trial_user_attr(trial_id, ERROR_ATTR, "its worker process died")
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
         failed.append(trial.number)
     return failed
-
-
-def token_alive(token: str) -> bool:
-    """Whether the worker of ``token`` may still run (workers of other hosts are assumed alive)."""
-    parts = token.split(":")
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return True
-    return _alive(int(parts[1]), parts[2])
-
-
-def _alive(pid: int, start: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _start_time(pid) == start
-
-
-def _start_time(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"

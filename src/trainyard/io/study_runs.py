@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
 from trainyard.io.tracking import MlflowService, RunRecord, absolute_sqlite_uri, record_error
+from trainyard.records import CLAIM_TAG, STORAGE_TAG, STUDY_TAG, token_alive
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from trainyard.io.readers import Reader
     from trainyard.io.trials import TrialLogger
 
-STUDY_TAG = "trainyard.study"
-STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
-CLAIM_TAG = "trainyard.claim"  # on a study's parent run: the worker token of the job that claimed it
 
 # (reader, data, context): what a job read, to log as the run's input lineage
 Lineage = list[tuple["Reader", "pd.DataFrame", str]]
@@ -202,7 +200,6 @@ class StudyRuns:
         writer died) or by the dead worker whose claim on this very study this job replaced: a study
         made anew under the same name and storage has no such claim.
         """
-        from trainyard.io.studies import token_alive
 
         claims = {self.spec.owner}
         if self.spec.previous_claim and not token_alive(self.spec.previous_claim):

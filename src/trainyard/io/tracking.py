@@ -14,10 +14,10 @@ from pydantic import Field, PrivateAttr
 from trainyard.component import Component
 from trainyard.errors import TrainyardError
 from trainyard.io.sources import GIT_TAGS, source_tags, without_credentials
+from trainyard.records import ERROR_TAG
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CONFIG_ARTIFACT = "config.yaml"
-ERROR_TAG = "trainyard.error"
 
 
 @dataclass(frozen=True)

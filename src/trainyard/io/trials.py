@@ -8,8 +8,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainyard.io.logging import get_logger
-from trainyard.io.studies import WORKER_ATTR, finished_trials, token_alive, worker_token
-from trainyard.io.study_runs import STUDY_TAG
+from trainyard.io.studies import finished_trials
+from trainyard.records import (
+    BEST_TRIAL_TAG,
+    DURATION_TAG,
+    ERROR_ATTR,
+    ERROR_TAG,
+    FOLDS_ATTR,
+    NATIVE_THREADS_TAG,
+    STATE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    WORKER_ATTR,
+    WRITER_TAG,
+    token_alive,
+    worker_token,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,7 +34,6 @@ if TYPE_CHECKING:
 
     from trainyard.io.plots import Importances
 
-WRITER_TAG = "trainyard.writer"
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -48,17 +61,17 @@ class TrialLogger:
             "mlflow.parentRunId": self.parent_id,
             "mlflow.runName": f"trial-{trial.number}",
             STUDY_TAG: self.study_name,
-            "trainyard.trial": str(trial.number),
-            "trainyard.state": trial.state.name,
+            TRIAL_TAG: str(trial.number),
+            STATE_TAG: trial.state.name,
             WRITER_TAG: worker_token(),
             # here rather than in log_batch: one store transaction fewer, about 10 % of a child run's CPU
-            "trainyard.duration_s": f"{(end - start) / 1000:.3f}",
+            DURATION_TAG: f"{(end - start) / 1000:.3f}",
         }
-        threads = (trial.user_attrs.get("folds") or {}).get("threads")
+        threads = (trial.user_attrs.get(FOLDS_ATTR) or {}).get("threads")
         if threads is not None:  # the native threads its fits used (job.threads)
-            tags["trainyard.native_threads"] = str(threads)
-        if "error" in trial.user_attrs:
-            tags["trainyard.error"] = str(trial.user_attrs["error"])[:5000]
+            tags[NATIVE_THREADS_TAG] = str(threads)
+        if ERROR_ATTR in trial.user_attrs:
+            tags[ERROR_TAG] = str(trial.user_attrs[ERROR_ATTR])[:5000]
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
         try:
             self._fill(run.info.run_id, trial, end)
@@ -72,7 +85,7 @@ class TrialLogger:
         from mlflow.entities import Param
 
         metrics = []
-        folds = trial.user_attrs.get("folds", {})
+        folds = trial.user_attrs.get(FOLDS_ATTR, {})
         fold_scores: dict[str, list[float]] = folds.get("scores", {})
         for name, scores in fold_scores.items():
             metrics += [MlflowMetric(f"{name}_fold", float(v), end, step) for step, v in enumerate(scores)]
@@ -101,7 +114,7 @@ class TrialLogger:
             if run.info.status == "RUNNING" and not token_alive(run.data.tags.get(WRITER_TAG, "")):
                 self.client.delete_run(run.info.run_id)  # half-written by a worker that died: rewrite it
                 continue
-            logged.add(run.data.tags.get("trainyard.trial"))
+            logged.add(run.data.tags.get(TRIAL_TAG))
         finished = finished_trials(study)
         missing = [
             trial
@@ -138,7 +151,7 @@ class TrialLogger:
         now = _ms(best.datetime_complete)
         # Tags, not params: a resumed or shared study finds a better trial later, and params are immutable.
         tags = [RunTag(f"best.{key}", str(value)[:500]) for key, value in best.params.items()]
-        tags.append(RunTag("trainyard.best_trial", str(best.number)))
+        tags.append(RunTag(BEST_TRIAL_TAG, str(best.number)))
         metrics = [
             MlflowMetric(f"best_{name}", float(value), now, 0)
             for name, value in zip(self.metric_names, best.values, strict=True)

@@ -24,6 +24,7 @@ from trainyard.io.console import console
 from trainyard.io.logging import LoggerService, get_logger
 from trainyard.io.sources import without_credentials
 from trainyard.io.tracking import MlflowService, RunRecord, record_error
+from trainyard.records import CONFIG_FILES_TAG, CONFIG_HASH_TAG, KIND_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from trainyard.io.readers import Reader
 
 Locals = dict[str, Any]
-CONFIG_HASH_TAG = "trainyard.config_hash"
-KIND_TAG = "trainyard.kind"
-CONFIG_FILES_TAG = "trainyard.config_files"
 # Not logged as params: where the job runs (services), and data rules keyed by column names that
 # MLflow may refuse as param keys. All of it is in the logged config.yaml.
 _UNLOGGED_FIELDS = {"logger", "alerts", "mlflow", "schema"}

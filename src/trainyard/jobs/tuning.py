@@ -25,6 +25,7 @@ from trainyard.io.logging import get_logger
 from trainyard.io.studies import StudyStorage
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
+from trainyard.records import ERROR_ATTR, FOLDS_ATTR, METRICS_ATTR, WORKER_ATTR, worker_token
 from trainyard.threads import AUTO, Threads
 from trainyard.utils.searchers import SearcherKind
 from trainyard.utils.splitters import KFoldSplitter, SplitterKind
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from trainyard.threads import NativeThreads
     from trainyard.utils.splitters import Fold
 
-METRICS_ATTR = "trainyard.metrics"  # on a study: the names of the metrics it was made for, in order
 KEEP_FOLD_COPIES_UP_TO = 512 * 2**20  # bytes: larger data is sliced again for every trial
 
 
@@ -209,9 +209,9 @@ class TuningJob(SupervisedJob):
         return locals()
 
     def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
-        from trainyard.io.studies import worker_token
-        from trainyard.io.study_runs import STUDY_TAG, StudyRunSpec
+        from trainyard.io.study_runs import StudyRunSpec
         from trainyard.processes import usable_cores
+        from trainyard.records import STUDY_TAG
 
         return StudyRunSpec(
             mlflow=self.mlflow.model_dump(),
@@ -327,7 +327,8 @@ class TuningJob(SupervisedJob):
         if not completed:
             failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
             first = next(
-                (t.user_attrs.get("error") for t in failed if t.user_attrs.get("error")), "no error recorded"
+                (t.user_attrs.get(ERROR_ATTR) for t in failed if t.user_attrs.get(ERROR_ATTR)),
+                "no error recorded",
             )
             raise TrainingJobError(
                 f"no trial of study {study.study_name} completed ({len(failed)} failed); first error: {first}"
@@ -417,8 +418,6 @@ class _Objective:
         import numpy as np
         import optuna
 
-        from trainyard.io.studies import WORKER_ATTR, worker_token
-
         if self.names_worker:
             trial.set_user_attr(WORKER_ATTR, worker_token())
         metrics = self.job.metrics
@@ -446,11 +445,11 @@ class _Objective:
         except (optuna.TrialPruned, KeyboardInterrupt):
             raise
         except Exception as error:
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
+            trial.set_user_attr(ERROR_ATTR, f"{type(error).__name__}: {error}"[:2000])
             raise
         finally:  # one storage write per trial, whatever its end (each write costs about 1 ms)
             folds = {"scores": scores, "fit_time": fit_time}
-            trial.set_user_attr("folds", folds if threads is None else {**folds, "threads": threads})
+            trial.set_user_attr(FOLDS_ATTR, folds if threads is None else {**folds, "threads": threads})
         means = [float(np.mean(scores[m.name])) for m in metrics]
         return means[0] if len(means) == 1 else means
 
@@ -508,8 +507,6 @@ def _check_not_all_failed(study: optuna.Study, earlier: set[int]) -> None:
     """
     from optuna.trial import TrialState
 
-    from trainyard.io.studies import WORKER_ATTR, worker_token
-
     token = worker_token()
     trials = study.get_trials(deepcopy=False)
     mine = [t for t in trials if t.number not in earlier and t.user_attrs.get(WORKER_ATTR) == token]
@@ -518,7 +515,9 @@ def _check_not_all_failed(study: optuna.Study, earlier: set[int]) -> None:
         and all(trial.state == TrialState.FAIL for trial in mine)
         and any(trial.state == TrialState.COMPLETE for trial in trials)
     ):
-        first = next((t.user_attrs["error"] for t in mine if t.user_attrs.get("error")), "no error recorded")
+        first = next(
+            (t.user_attrs[ERROR_ATTR] for t in mine if t.user_attrs.get(ERROR_ATTR)), "no error recorded"
+        )
         raise TrainingJobError(
             f"all {len(mine)} trials of this run failed (the study's earlier trials stand); first error: {first}"
         )

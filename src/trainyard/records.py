@@ -1,0 +1,76 @@
+"""Every name Trainyard writes into MLflow and Optuna, and the identity of a worker process.
+
+One place, so that a writer and a reader can never disagree on a spelling, and so that what a run or
+a study holds can be read here in one screen. Imports nothing of Trainyard's: every layer may use it.
+
+MLflow run tags (``*_TAG``) are on runs; Optuna attributes (``*_ATTR``) are on studies or trials.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+# --- MLflow tags on every job's run
+CONFIG_HASH_TAG = "trainyard.config_hash"  # a digest of the resolved config
+KIND_TAG = "trainyard.kind"  # the job's KIND
+CONFIG_FILES_TAG = "trainyard.config_files"  # the config files the job was merged from
+ERROR_TAG = "trainyard.error"  # why the run failed (also on a failed trial's child run)
+
+# --- MLflow tags of a tuning study's runs
+STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs
+STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
+CLAIM_TAG = "trainyard.claim"  # on a study's parent run: the worker token of the job that claimed it
+WRITER_TAG = "trainyard.writer"  # on a parent run: the worker token of the writer that logs its trials
+TRIAL_TAG = "trainyard.trial"  # on a child run: the trial number
+STATE_TAG = "trainyard.state"  # on a child run: the trial's Optuna state (COMPLETE, PRUNED, FAIL)
+DURATION_TAG = "trainyard.duration_s"  # on a child run: the trial's seconds
+NATIVE_THREADS_TAG = "trainyard.native_threads"  # on a child run: the native threads of its fits
+BEST_TRIAL_TAG = "trainyard.best_trial"  # on a parent run: the best trial's number
+
+# --- Optuna study attributes
+METRICS_ATTR = "trainyard.metrics"  # the names of the metrics the study was made for, in order
+PARENT_ATTR = "trainyard.parent_run_id"  # + "@<store digest>": the study's parent run in one store
+PARENT_CLAIM_ATTR = "trainyard.parent_claim"  # + "@<store digest>": who is creating that parent run
+
+# --- Optuna trial attributes
+WORKER_ATTR = "trainyard.worker"  # the worker token of the process that ran the trial
+FOLDS_ATTR = "folds"  # {"scores": {metric: [per fold]}, "fit_time": s, "threads": n}
+ERROR_ATTR = "error"  # why the trial failed: "<type>: <message>"
+
+
+def worker_token() -> str:
+    """Identifies this process across time: host, pid and the pid's start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def token_host(token: str) -> str:
+    """The host part of a worker token."""
+    return token.split(":")[0]
+
+
+def token_alive(token: str) -> bool:
+    """Whether the worker of ``token`` may still run (workers of other hosts are assumed alive)."""
+    parts = token.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return True
+    return _alive(int(parts[1]), parts[2])
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _start_time(pid) == start
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
