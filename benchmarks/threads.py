@@ -52,7 +52,7 @@ def main() -> None:
     with DATA.open() as source:
         data_lines = [line for _, line in zip(range(ROWS + 1), source, strict=False)]
     env = user_environment()
-    from trainyard.processes import usable_cores
+    from trainyard.runtime.processes import usable_cores
 
     cores = usable_cores()
     variants = {

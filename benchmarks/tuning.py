@@ -9,7 +9,7 @@ temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.cs
                  DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
   B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a new
                  SQLite MLflow store (copied from the store template). The job process never imports
-                 MLflow: the CLI starts the writer process (trainyard.io.mirror) before the config is
+                 MLflow: the CLI starts the writer process (trainyard.tuning.writer) before the config is
                  validated, and it does all MLflow work (opens the store and the parent run with its
                  config and params, logs the lineage of the tables the job sends it, writes a child
                  run per trial id the job sends it, logs the results and plots and ends the parent
@@ -129,13 +129,13 @@ print(json.dumps({"import_s": imported - start, "read_s": ready - imported, "opt
 RUN = "import sys\nfrom trainyard.cli import main\nsys.exit(main(sys.argv[1:]))"
 # The writer process exits at once: the job notices it stopped and does all of the MLflow work itself
 # (TrialMirror._runs: its own StudyRuns opens the store and parent run, logs lineage, child runs, results).
-IN_THE_JOB = "import sys, trainyard.io.mirror as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
+IN_THE_JOB = "import sys, trainyard.tuning.writer as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
 ONE_SAMPLER = (
-    "import trainyard.utils.searchers as s\n"
+    "import trainyard.tuning.searchers as s\n"
     "s.OptunaSearcher.sampler = lambda self: self.sampler_.build(self.sampler_.seed)"
 )
 IN_MEMORY = (
-    "import optuna, trainyard.io.studies as s\n"
+    "import optuna, trainyard.tuning.studies as s\n"
     "s.StudyStorage.open = lambda self, uri: optuna.storages.InMemoryStorage()"
 )
 PATCHES = {
@@ -165,7 +165,7 @@ import cProfile, os, sys
 profiler = cProfile.Profile()
 profiler.enable()
 try:
-    from trainyard.io.mirror import serve
+    from trainyard.tuning.writer import serve
     code = serve(int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
 finally:
     profiler.disable()
@@ -178,48 +178,48 @@ os._exit(code)
 # is gone (then the job's own StudyRuns does the same; the "fallback" rows are 0 otherwise).
 PROFILED = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
-    "writer process: spawn (Popen, by the CLI before the config is validated)": ("trainyard/io/mirror.py", ("_spawn",)),
+    "writer process: spawn (Popen, by the CLI before the config is validated)": ("trainyard/tuning/writer.py", ("_spawn",)),
     "open study step (TuningJob.prepare: study, claim, writer start)": ("trainyard/jobs/tuning.py", ("prepare",)),
-    "  TrialMirror.start (takes the writer, sends it 'open')": ("trainyard/io/mirror.py", ("start",)),
-    "lineage: the tables pickled into the pipe (TrialMirror.log_lineage)": ("trainyard/io/mirror.py", ("log_lineage",)),
+    "  TrialMirror.start (takes the writer, sends it 'open')": ("trainyard/tuning/writer.py", ("start",)),
+    "lineage: the tables pickled into the pipe (TrialMirror.log_lineage)": ("trainyard/tuning/writer.py", ("log_lineage",)),
     "Study.optimize (the search step)": ("optuna/study/study.py", ("optimize",)),
     "objective: cross-validation": ("trainyard/jobs/tuning.py", ("__call__",)),
     "  pipeline fit (3 folds)": ("trainyard/core/models.py", ("fit",)),
     "  pipeline predict": ("trainyard/core/models.py", ("predict",)),
     "  trial.set_user_attr (storage writes)": ("optuna/trial/_trial.py", ("set_user_attr",)),
     "  trial.report / should_prune": ("optuna/trial/_trial.py", ("report", "should_prune")),
-    "sampler: fresh TPESampler per trial": ("trainyard/utils/trial_seeding.py", ("_for",)),
+    "sampler: fresh TPESampler per trial": ("trainyard/tuning/trial_seeding.py", ("_for",)),
     "sampler: TPE sampling": ("optuna/samplers/_tpe/sampler.py", ("sample_independent", "sample_relative")),
     "storage: journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
     "storage: journal appends": ("journal", ("append_logs",)),  # Optuna's file backend, or Trainyard's
-    "callback: trial id to the writer process (pipe)": ("trainyard/io/mirror.py", ("on_trial_end",)),
-    "callback: progress log line": ("trainyard/io/progress.py", ("on_trial_end",)),
+    "callback: trial id to the writer process (pipe)": ("trainyard/tuning/writer.py", ("on_trial_end",)),
+    "callback: progress log line": ("trainyard/tuning/progress.py", ("on_trial_end",)),
     "callback: MaxTrialsCallback": ("optuna/_callbacks.py", ("__call__",)),
-    "log results: the job waits for the writer (TrialMirror.finish)": ("trainyard/io/mirror.py", ("finish",)),
-    "fallback: MLflow opened in the job (StudyRuns.open)": ("trainyard/io/study_runs.py", ("open",)),
-    "fallback: lineage logged in the job (StudyRuns.log_lineage)": ("trainyard/io/study_runs.py", ("log_lineage",)),
-    "fallback: child runs written in the job (TrialLogger.write)": ("trainyard/io/trials.py", ("write",)),
-    "fallback: results logged in the job (TrialLogger.log_results)": ("trainyard/io/trials.py", ("log_results",)),
+    "log results: the job waits for the writer (TrialMirror.finish)": ("trainyard/tuning/writer.py", ("finish",)),
+    "fallback: MLflow opened in the job (StudyRuns.open)": ("trainyard/tuning/study_runs.py", ("open",)),
+    "fallback: lineage logged in the job (StudyRuns.log_lineage)": ("trainyard/tuning/study_runs.py", ("log_lineage",)),
+    "fallback: child runs written in the job (TrialLogger.write)": ("trainyard/tuning/trials.py", ("write",)),
+    "fallback: results logged in the job (TrialLogger.log_results)": ("trainyard/tuning/trials.py", ("log_results",)),
 }  # fmt: skip
 PROFILED_IN_WRITER = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
     "waiting for the job's messages (inbox)": (queue.__file__ or "queue.py", ("get",)),  # not SQLAlchemy's
-    "open MLflow (StudyRuns.open: store, experiment, election, parent run)": ("trainyard/io/study_runs.py", ("open",)),
+    "open MLflow (StudyRuns.open: store, experiment, election, parent run)": ("trainyard/tuning/study_runs.py", ("open",)),
     "  MLflow store: new store (template copy, first connection)": ("trainyard/io/tracking.py", ("_create_sqlite_store_once",)),
     "  MLflow store: set_experiment": ("mlflow/tracking/fluent.py", ("set_experiment",)),
-    "  open the study (StudyRuns._study: journal, load_study)": ("trainyard/io/study_runs.py", ("_study",)),
-    "  parent run election (shared_parent_run)": ("trainyard/io/studies.py", ("shared_parent_run",)),
+    "  open the study (StudyRuns._study: journal, load_study)": ("trainyard/tuning/study_runs.py", ("_study",)),
+    "  parent run election (shared_parent_run)": ("trainyard/tuning/studies.py", ("shared_parent_run",)),
     "  parent run: start, config, params (MlflowService.begin_run)": ("trainyard/io/tracking.py", ("begin_run",)),
-    "catch up at start (StudyRuns.catch_up: search_runs, missing trials)": ("trainyard/io/study_runs.py", ("catch_up",)),
-    "plotting imports during the search": ("trainyard/io/mirror.py", ("import_matplotlib", "import_importances")),
-    "  a tiny study's figures drawn during the search": ("trainyard/io/mirror.py", ("_draw_a_tiny_study",)),
-    "log lineage (StudyRuns.log_lineage, mlflow.log_input)": ("trainyard/io/study_runs.py", ("log_lineage",)),
+    "catch up at start (StudyRuns.catch_up: search_runs, missing trials)": ("trainyard/tuning/study_runs.py", ("catch_up",)),
+    "plotting imports during the search": ("trainyard/tuning/writer.py", ("import_matplotlib", "import_importances")),
+    "  a tiny study's figures drawn during the search": ("trainyard/tuning/writer.py", ("_draw_a_tiny_study",)),
+    "log lineage (StudyRuns.log_lineage, mlflow.log_input)": ("trainyard/tuning/study_runs.py", ("log_lineage",)),
     "journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
-    "child MLflow runs (TrialLogger.write)": ("trainyard/io/trials.py", ("write",)),
-    "log results (table, best, plots)": ("trainyard/io/trials.py", ("log_results",)),
-    "  plots": ("trainyard/io/trials.py", ("_log_plots",)),
+    "child MLflow runs (TrialLogger.write)": ("trainyard/tuning/trials.py", ("write",)),
+    "log results (table, best, plots)": ("trainyard/tuning/trials.py", ("log_results",)),
+    "  plots": ("trainyard/tuning/trials.py", ("_log_plots",)),
     "    param importances (mean decrease in impurity)": ("optuna/importance/_mean_decrease_impurity.py", ("evaluate",)),
-    "end the parent run (StudyRuns.end)": ("trainyard/io/study_runs.py", ("end",)),
+    "end the parent run (StudyRuns.end)": ("trainyard/tuning/study_runs.py", ("end",)),
 }  # fmt: skip
 
 
@@ -497,7 +497,7 @@ def profile(data_lines: list[str], env: dict[str, str]) -> dict[str, Any]:
     output, writer_output = RESULTS / "tuning-trainyard.prof", RESULTS / "tuning-writer.prof"
     writer_output.unlink(missing_ok=True)
     launcher = (  # the job as `trainyard run`, with the writer command wrapped in cProfile
-        "import sys\nimport trainyard.io.mirror as m\n"
+        "import sys\nimport trainyard.tuning.writer as m\n"
         f"m.WRITER_COMMAND = [sys.executable, '-c', {PROFILED_WRITER!r}, {str(writer_output)!r}]\n{RUN}\n"
     )
     with fresh_folder(data_lines) as name:

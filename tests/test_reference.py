@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from trainyard.core.estimators import ESTIMATORS
 from trainyard.core.metrics import MetricName
 from trainyard.core.models import ModelKind
+from trainyard.core.signers import SignerKind
+from trainyard.core.splitters import SplitterKind
 from trainyard.io.alerts import AlertKind
 from trainyard.io.readers import ReaderKind
 from trainyard.io.registers import RegisterKind
@@ -22,8 +24,6 @@ from trainyard.jobs.base import Job
 from trainyard.jobs.training import TrainingJob
 from trainyard.reference import REGENERATE, main, render_reference
 from trainyard.settings import Settings
-from trainyard.utils.signers import SignerKind
-from trainyard.utils.splitters import SplitterKind
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "configuration.md"

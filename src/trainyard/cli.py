@@ -157,7 +157,7 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
         job = validate(data, layers, allow_import_paths=allow_import_paths).job
         print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
         return 0
-    from trainyard.io.mirror import prestarted
+    from trainyard.tuning.writer import prestarted
 
     job_config = data.get("job")
     tuning = isinstance(job_config, dict) and job_config.get("KIND") == "tuning"

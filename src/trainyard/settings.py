@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.jobs.training import TrainingJob
 from trainyard.jobs.tuning import TuningJob
 

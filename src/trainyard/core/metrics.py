@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,20 +6,17 @@ import abc
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.core.estimators import check_estimator_name, estimator_class
-from trainyard.core.spaces import parse_space
 from trainyard.errors import ConfigurationError, TrainingJobError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    from pydantic_core import InitErrorDetails
     from sklearn.pipeline import Pipeline
 
-    from trainyard.core.spaces import Dimension
 
 PREDICTION = "prediction"
 
@@ -113,25 +110,6 @@ class SklearnModel(Model):
         """Those of ``names`` the estimator does not take."""
         valid = self.parameter_names()
         return sorted(set(names) - valid) if valid else []
-
-    def check_space(self, space: Mapping[str, object], at: tuple[str, ...] = ()) -> None:
-        """Refuse a search space with values the estimator refuses: they would fail every trial's fit.
-
-        Every choice, and both bounds of every range, is checked as ``params`` are (merged over them,
-        as a trial's values are). Raises a pydantic ValidationError with one problem per refused
-        parameter, located at ``at + (parameter,)``: raised from a validator, pydantic nests it under
-        the model being validated, so the config error names the field (``job.searcher.space.x``).
-        """
-        problems: list[InitErrorDetails] = []
-        for name, dimension in parse_space(space).items():
-            problem = _space_problem(self.estimator, self.params, name, dimension)
-            if problem:
-                error = {"error": ValueError(problem)}
-                problems.append(
-                    {"type": "value_error", "loc": (*at, name), "input": space[name], "ctx": error}
-                )
-        if problems:
-            raise ValidationError.from_exception_data(type(self).__name__, problems)
 
     def fit(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> SklearnModel:
         pipeline = self._build(inputs)
@@ -254,38 +232,6 @@ def _check_plain(value: object, at: str) -> None:
         f"{at}: expected plain data (text, a number, true/false, null, a list or a mapping), "
         f"got {type(value).__name__}"
     )
-
-
-def _space_problem(estimator: str, params: Mapping[str, Any], name: str, dimension: Dimension) -> str | None:
-    """Why ``estimator`` refuses values of the searched parameter ``name`` (None when it takes them)."""
-
-    def refuses(value: object) -> str | None:
-        try:
-            check_params(estimator, {**params, name: value})
-        except ValueError as error:
-            return str(error)
-        return None
-
-    if dimension.kind == "categorical":
-        label = "value" if dimension.fixed else "choice"
-        candidates: list[tuple[str, object]] = [(label, value) for value in dimension.choices]
-        where = ""
-    else:  # scikit-learn's constraints are intervals: a range is taken when both its bounds are
-        candidates = [("low", dimension.low), ("high", dimension.high)]
-        candidates = candidates[: 1 if dimension.low == dimension.high else 2]
-        where = f" of {dimension.describe()}"
-    refused = [(label, value, reason) for label, value in candidates if (reason := refuses(value))]
-    if not refused:
-        return None
-    if dimension.kind == "categorical" and len(refused) > 1:
-        what = f"choices {', '.join(repr(value) for _, value, _ in refused)}"
-    else:
-        what = " and ".join(f"{label} {value!r}" for label, value, _ in refused)
-    hint = ""
-    whole = [int(value) for _, value in candidates if isinstance(value, float) and value.is_integer()]
-    if dimension.kind == "float" and len(whole) == len(candidates) and not any(map(refuses, whole)):
-        hint = " (the range gives floats: for ints, give int bounds, type: int, or int(...))"
-    return f"{estimator} refuses {what}{where}: {refused[0][2]}{hint}"
 
 
 def _parameter_names(klass: type) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.io.logging import get_logger
 
 

@@ -11,7 +11,7 @@ from typing import Literal, TextIO
 
 from pydantic import Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 
 LOGGER_NAME = "trainyard"
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.errors import DataAccessError
 
 if TYPE_CHECKING:

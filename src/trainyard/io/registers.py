@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.errors import ModelRegistryError
 
 if TYPE_CHECKING:

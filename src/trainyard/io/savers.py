@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.errors import ModelRegistryError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.errors import TrainyardError
 from trainyard.io.sources import GIT_TAGS, source_tags, without_credentials
 from trainyard.records import ERROR_TAG

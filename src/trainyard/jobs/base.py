@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr
 
-from trainyard.component import Component
+from trainyard.core.component import Component
 from trainyard.errors import DataAccessError, JobCancelledError, TrainyardError
 from trainyard.io.alerts import AlertKind, ConsoleAlert, notify_all
 from trainyard.io.console import console

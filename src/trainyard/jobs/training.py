@@ -8,15 +8,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from trainyard.core.models import SklearnModel
+from trainyard.core.signers import InferSigner, SignerKind
+from trainyard.core.splitters import SplitterKind, TrainTestSplitter
 from trainyard.errors import ConfigurationError
 from trainyard.io.logging import get_logger
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
-from trainyard.threads import AUTO, Threads
-from trainyard.utils.signers import InferSigner, SignerKind
-from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
+from trainyard.runtime.threads import AUTO, Threads
 
 
 class TrainingJob(SupervisedJob):
@@ -38,7 +38,7 @@ class TrainingJob(SupervisedJob):
     def run(self) -> Locals:
         import mlflow
 
-        from trainyard.threads import NativeThreads
+        from trainyard.runtime.threads import NativeThreads
 
         with self.tracked_run() as run, NativeThreads(self.threads, unit="fit"):
             model = self.model
@@ -94,7 +94,7 @@ def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
     from pydantic import ValidationError
 
     from trainyard.core.estimators import is_import_path
-    from trainyard.io.tuned import load_tuned_params
+    from trainyard.tuning.tuned import load_tuned_params
 
     assert model.params_from is not None
     tuned = load_tuned_params(model.params_from, tracking_uri)

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric
+from trainyard.core.splitters import KFoldSplitter, SplitterKind
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
 from trainyard.io.logging import get_logger
-from trainyard.io.studies import StudyStorage
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
 from trainyard.records import ERROR_ATTR, FOLDS_ATTR, METRICS_ATTR, WORKER_ATTR, worker_token
-from trainyard.threads import AUTO, Threads
-from trainyard.utils.searchers import SearcherKind
-from trainyard.utils.splitters import KFoldSplitter, SplitterKind
+from trainyard.runtime.threads import AUTO, Threads
+from trainyard.tuning.searchers import SearcherKind
+from trainyard.tuning.spaces import check_space
+from trainyard.tuning.studies import StudyStorage
 
 if TYPE_CHECKING:
     import optuna
@@ -37,10 +38,10 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from trainyard.core.models import Model
-    from trainyard.io.mirror import TrialMirror
-    from trainyard.io.study_runs import StudyRunSpec
-    from trainyard.threads import NativeThreads
-    from trainyard.utils.splitters import Fold
+    from trainyard.core.splitters import Fold
+    from trainyard.runtime.threads import NativeThreads
+    from trainyard.tuning.study_runs import StudyRunSpec
+    from trainyard.tuning.writer import TrialMirror
 
 KEEP_FOLD_COPIES_UP_TO = 512 * 2**20  # bytes: larger data is sliced again for every trial
 
@@ -91,7 +92,7 @@ class TuningJob(SupervisedJob):
                 f"searcher.space names {', '.join(map(repr, unknown))}, not parameters of {self.model.estimator}; "
                 f"valid: {', '.join(sorted(self.model.parameter_names()))}"
             )
-        self.model.check_space(self.searcher.space, at=("searcher", "space"))
+        check_space(self.model, self.searcher.space, at=("searcher", "space"))
         return self
 
     @property
@@ -121,9 +122,9 @@ class TuningJob(SupervisedJob):
         """Open the study, claim its parent run and start the MLflow writer: the job never loads MLflow."""
         import optuna
 
-        from trainyard.io.mirror import TrialMirror
-        from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
         from trainyard.io.tracking import check_server_reachable
+        from trainyard.tuning.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
+        from trainyard.tuning.writer import TrialMirror
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         # The writer would find out only after the trials (MLflow retries a dead server for minutes).
@@ -209,9 +210,9 @@ class TuningJob(SupervisedJob):
         return locals()
 
     def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
-        from trainyard.io.study_runs import StudyRunSpec
-        from trainyard.processes import usable_cores
         from trainyard.records import STUDY_TAG
+        from trainyard.runtime.processes import usable_cores
+        from trainyard.tuning.study_runs import StudyRunSpec
 
         return StudyRunSpec(
             mlflow=self.mlflow.model_dump(),
@@ -284,9 +285,9 @@ class TuningJob(SupervisedJob):
         mirror: TrialMirror,
         budget: int | None,
     ) -> None:
-        from trainyard.io.progress import TrialProgress
-        from trainyard.io.studies import running_on_this_host
-        from trainyard.threads import NativeThreads
+        from trainyard.runtime.threads import NativeThreads
+        from trainyard.tuning.progress import TrialProgress
+        from trainyard.tuning.studies import running_on_this_host
 
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
@@ -549,7 +550,7 @@ def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:
 
 
 def _count_finished(study: optuna.Study) -> int:
-    from trainyard.io.studies import finished_trials
+    from trainyard.tuning.studies import finished_trials
 
     return len(finished_trials(study))
 

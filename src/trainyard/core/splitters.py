@@ -1,0 +1,138 @@
+"""Splitters: partition rows into train and test positions, once (hold-out) or as folds (CV).
+
+``folds()`` gives every (train, test) pair, which tuning cross-validates on; ``split()`` gives the
+last of them, which a training job holds out (for time-ordered folds, the most recent rows).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from trainyard.core.component import Component
+from trainyard.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    Index = np.ndarray
+    Fold = tuple[Index, Index]
+
+
+class Splitter(Component, abc.ABC):
+    """Splits a table's rows into positional (train, test) indices."""
+
+    KIND: str
+
+    @abc.abstractmethod
+    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
+        """Every (train, test) pair of row positions."""
+
+    def split(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> Fold:
+        """The hold-out pair: the last fold."""
+        return self.folds(inputs, targets)[-1]
+
+
+class TrainTestSplitter(Splitter):
+    """A random hold-out split, optionally stratified on the target."""
+
+    KIND: Literal["train_test"] = "train_test"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, description="Fraction of rows held out for testing.")
+    shuffle: bool = Field(True, description="Shuffle rows before splitting.")
+    seed: int | None = Field(42, description="Random seed of the shuffle (unset: random each run).")
+    stratify: bool = Field(False, description="Keep class proportions equal in both parts.")
+
+    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
+        import numpy as np
+        from sklearn.model_selection import train_test_split
+
+        if self.stratify and not self.shuffle:
+            raise ConfigurationError("splitter.stratify needs splitter.shuffle: true")
+        try:
+            train, test = train_test_split(
+                np.arange(len(inputs)),
+                test_size=self.test_size,
+                shuffle=self.shuffle,
+                random_state=self.seed,
+                stratify=targets.iloc[:, 0] if self.stratify else None,
+            )
+        except ValueError as error:
+            raise ConfigurationError(f"splitter: cannot split {len(inputs)} rows: {error}") from error
+        return [(train, test)]
+
+
+class TimeSeriesSplitter(Splitter):
+    """Rows are in time order: always train on earlier rows and test on the next ``test_size``.
+
+    With ``n_splits: 1`` the last ``test_size`` of the rows is held out; with more, the folds move
+    forward in time (each test block follows its training rows), the last one ending at the end.
+    """
+
+    KIND: Literal["time_series"] = "time_series"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, description="Fraction of rows in each test block.")
+    n_splits: int = Field(1, ge=1, description="Number of folds (1: a single hold-out).")
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> TimeSeriesSplitter:
+        if self.n_splits * self.test_size >= 1:
+            raise ValueError(
+                f"n_splits x test_size = {self.n_splits} x {self.test_size} leaves no rows to train the "
+                "first fold on: lower one of them"
+            )
+        return self
+
+    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
+        import numpy as np
+
+        rows = len(inputs)
+        block = max(1, round(rows * self.test_size))
+        first_test = rows - block * self.n_splits
+        if first_test < 1:
+            raise ConfigurationError(
+                f"splitter: {rows} rows are too few for {self.n_splits} time-ordered folds"
+            )
+        starts = [first_test + block * k for k in range(self.n_splits)]
+        return [(np.arange(start), np.arange(start, min(start + block, rows))) for start in starts]
+
+
+class _Folds(Splitter):
+    """K folds of (by default shuffled) rows, each held out once."""
+
+    n_splits: int = Field(5, ge=2, description="Number of folds.")
+    shuffle: bool = Field(True, description="Shuffle rows before making folds.")
+    seed: int | None = Field(42, description="Random seed of the shuffle.")
+
+    def folds(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> list[Fold]:
+        import sklearn.model_selection
+
+        stratified = isinstance(self, StratifiedKFoldSplitter)
+        cv = getattr(sklearn.model_selection, "StratifiedKFold" if stratified else "KFold")(
+            self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None
+        )
+        try:
+            return list(cv.split(inputs, targets.iloc[:, 0] if stratified else None))
+        except ValueError as error:
+            raise ConfigurationError(
+                f"job.splitter: cannot make folds of {len(inputs)} rows: {error}"
+            ) from error
+
+
+class KFoldSplitter(_Folds):
+    """K folds of (by default shuffled) rows, each held out once."""
+
+    KIND: Literal["kfold"] = "kfold"
+
+
+class StratifiedKFoldSplitter(_Folds):
+    """K folds that keep the class proportions of the target."""
+
+    KIND: Literal["stratified_kfold"] = "stratified_kfold"
+
+
+SplitterKind = Annotated[
+    TrainTestSplitter | TimeSeriesSplitter | KFoldSplitter | StratifiedKFoldSplitter,
+    Field(discriminator="KIND"),
+]

@@ -1,0 +1,225 @@
+"""Native thread pools (OpenMP, BLAS): how many threads each fit may start, and setting them.
+
+Compiled estimators (scikit-learn's HistGradientBoosting, XGBoost, anything on BLAS) start one thread
+per core for every fit unless told otherwise. Fits that run at once then share the cores with more
+threads than there are cores, and OpenMP's threads spin while they wait for each other: two
+``trainyard run`` processes on one study of a HistGradientBoosting model took 657 s together, against
+33 s for one process alone (2 cores, 20 trials; docs/benchmarks-threads.md). So each fit gets the
+cores divided among the fits running at once on this host (``threads_per_fit``), unless the job's
+``threads`` setting names a number.
+
+The rule is one function of numbers the caller counts: a tuning job counts its own trial threads
+(``n_jobs``) and the trials that other live workers of this host run in its study; anything else that
+runs fits at once (the job service's concurrent jobs) counts them its own way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import annotated_types
+from pydantic import BeforeValidator
+
+from trainyard.io.logging import get_logger
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
+
+AUTO: Literal["auto"] = "auto"
+
+
+def _threads_setting(value: object) -> object:
+    """A number of threads (1 or more, as a number or its digits) or ``auto``; one message otherwise."""
+    if value == AUTO:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a number of threads (1 or more) or {AUTO}, got {value!r}")
+    return value
+
+
+Threads = Annotated[
+    Annotated[int, annotated_types.Ge(1)] | Literal["auto"], BeforeValidator(_threads_setting)
+]
+RECOUNT_SECONDS = 1.0  # how often a running search counts the other workers' trials (a storage read)
+# A worker seen running a trial counts this long after: between two of its trials it runs none.
+REMEMBER_SECONDS = 5.0
+_ENVIRONMENT = {  # variables that set a pool's size when the library loads
+    "openmp": ("OMP_NUM_THREADS",),
+    "blas": ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS"),
+}
+
+
+def threads_per_fit(cores: int, fits_at_once: int) -> int:
+    """The rule: the cores divided among the fits running at once on this host, at least one each."""
+    return max(1, cores // max(1, fits_at_once))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The native threads of each fit, and what they were chosen from (for the log)."""
+
+    threads: int
+    cores: int
+    here: int  # fits this process runs at once (a tuning job's n_jobs)
+    elsewhere: int = 0  # fits other workers of this host run now (their running trials)
+    workers: int = 0  # those other workers
+    setting: int | Literal["auto"] = AUTO
+    kept_by: str = ""  # what keeps a pool below ``threads`` (the environment), if anything
+
+    def describe(self, unit: str = "trial") -> str:
+        """E.g. ``1 per trial (2 cores, 2 trials at once on this host: 1 here, 1 by another worker;
+        set job.threads to change)``; ``unit`` is what runs at once (``trial``, ``fit``)."""
+        at_once = self.here + self.elsewhere
+        facts = [f"{self.cores} core{'s' * (self.cores != 1)}"]
+        if at_once > 1 or unit == "trial":
+            counted = f"{at_once} {unit}{'s' * (at_once != 1)} at once"
+            if self.workers:
+                others = "another worker" if self.workers == 1 else f"{self.workers} other workers"
+                counted += f" on this host: {self.here} here, {self.elsewhere} by {others}"
+            facts.append(counted)
+        if self.setting != AUTO and self.threads * at_once > self.cores:
+            facts.append("more threads than cores")
+        if self.kept_by:
+            facts.append(self.kept_by)
+        how = "set job.threads to change" if self.setting == AUTO else "as job.threads says"
+        return f"{self.threads} per {unit} ({', '.join(facts)}; {how})"
+
+
+def choose(
+    setting: int | Literal["auto"], cores: int, here: int, elsewhere: Mapping[str, int] | None = None
+) -> Choice:
+    """The threads of each fit: ``setting`` when it is a number, else the rule for ``here`` fits in
+    this process and ``elsewhere`` (worker -> its running fits) on the rest of the host."""
+    running = dict(elsewhere or {})
+    at_once = here + sum(running.values())
+    threads = setting if isinstance(setting, int) else threads_per_fit(cores, at_once)
+    return Choice(threads, cores, here, sum(running.values()), len(running), setting)
+
+
+class NativeThreads:
+    """Sets the native thread pools of the fits this process runs; leaving puts back what it had.
+
+    Enter it in the thread that starts the fits, and call ``before_fit`` in the thread of each fit
+    (it is cheap). OpenMP keeps its limit per thread: one set in the main thread leaves the trials
+    of Optuna's ``n_jobs`` threads at one thread per core (threadpoolctl's ``threadpool_info()`` in a
+    trial thread said so), so each fit's thread sets its own. BLAS (OpenBLAS) has one limit per
+    process, set when the choice changes.
+
+    ``"auto"`` never raises a pool above the size it had when the job started: a user's
+    ``OMP_NUM_THREADS=1`` stays. A number is set as given. With ``elsewhere`` (worker -> fits it runs
+    now) the choice is counted again at most every ``RECOUNT_SECONDS``, before a fit, and a change is
+    logged: a worker that starts on the same study later makes the first one step down at its next fit.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        setting: int | Literal["auto"],
+        here: int = 1,
+        elsewhere: Callable[[], Mapping[str, int]] | None = None,
+        cores: int | None = None,
+        unit: str = "trial",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from trainyard.runtime.processes import usable_cores
+
+        self.setting = setting
+        self.here = here
+        self.cores = cores if cores is not None else usable_cores()
+        self.unit = unit
+        self._elsewhere = elsewhere if setting == AUTO else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._local = threading.local()  # the OpenMP limit this thread has set
+        self._seen: dict[str, tuple[float, int]] = {}  # worker -> (when it was seen, its running fits)
+        self._next_count = 0.0
+        self._controller: ThreadpoolController | None = None
+        self._restore: Any = None
+        self._caps: dict[str, int] = {}  # user API -> the smallest pool size it had at the start
+        self.choice = choose(setting, self.cores, here)
+
+    def __enter__(self) -> NativeThreads:
+        from threadpoolctl import ThreadpoolController
+
+        self._controller = ThreadpoolController()  # finds the libraries loaded now (about 15 ms)
+        for library in self._controller.info():
+            api, size = library["user_api"], int(library["num_threads"])
+            self._caps[api] = min(size, self._caps.get(api, size))
+        with self._lock:
+            self.choice = self._count(force=True)
+            self._restore = self._controller.limit(limits=self._limits(self.choice.threads))
+        self._local.threads = self.choice.threads
+        get_logger().info("native threads: %s", self.choice.describe(self.unit))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._restore is not None:
+            self._restore.restore_original_limits()
+            self._restore = None
+        self._controller = None
+
+    def before_fit(self) -> int:
+        """Set this thread's pools for the fit it starts; the threads it may use."""
+        if self._controller is None:
+            return self.choice.threads
+        with self._lock:
+            previous = self.choice
+            self.choice = self._count()
+            if self.choice.threads != previous.threads:
+                blas = self._limits(self.choice.threads).get("blas", self.choice.threads)
+                self._controller.limit(limits=blas, user_api="blas")  # one limit for the process
+                get_logger().info("native threads: now %s", self.choice.describe(self.unit))
+        threads = self.choice.threads
+        if getattr(self._local, "threads", None) != threads:
+            openmp = self._limits(threads).get("openmp", threads)
+            self._controller.limit(limits=openmp, user_api="openmp")
+            self._local.threads = threads
+        return threads
+
+    def _count(self, force: bool = False) -> Choice:
+        """The choice, with the other workers counted again when that is due. Call with the lock held."""
+        now = self._clock()
+        if self._elsewhere is None:
+            return self._kept(choose(self.setting, self.cores, self.here)) if force else self.choice
+        if now < self._next_count and not force:
+            return self.choice
+        self._next_count = now + RECOUNT_SECONDS
+        try:
+            running = self._elsewhere()
+        except Exception as error:  # the storage could not be read: keep the last count
+            get_logger().debug("native threads: other workers not counted: %s", error)
+            running = {}
+        for worker, fits in running.items():
+            self._seen[worker] = (now, fits)
+        self._seen = {w: seen for w, seen in self._seen.items() if now - seen[0] <= REMEMBER_SECONDS}
+        choice = choose(self.setting, self.cores, self.here, {w: n for w, (_, n) in self._seen.items()})
+        return self._kept(choice)
+
+    def _kept(self, choice: Choice) -> Choice:
+        """``choice`` as the pools will have it: auto keeps a pool the environment made smaller."""
+        if self.setting != AUTO or not self._caps:
+            return choice
+        limits = self._limits(choice.threads)
+        threads = max(limits.values())
+        kept = [f"{api} kept at {size}" for api, size in sorted(limits.items()) if size < threads]
+        if threads < choice.threads:
+            kept.insert(0, f"{choice.threads} by the rule but kept at {threads}")
+        if not kept:
+            return choice
+        variables = {name for api in limits for name in _ENVIRONMENT.get(api, ())}
+        given = sorted(f"{name}={os.environ[name]}" for name in variables if name in os.environ)
+        source = " by " + ", ".join(given) if given else " by the libraries' own setting"
+        return replace(choice, threads=threads, kept_by=", ".join(kept) + source)
+
+    def _limits(self, threads: int) -> dict[str, int]:
+        """The size of each user API's pools (openmp, blas): ``threads``, or smaller where auto keeps them."""
+        if self.setting != AUTO:
+            return {api: threads for api in {"openmp", "blas", *self._caps}}
+        return {api: min(threads, cap) for api, cap in self._caps.items()}

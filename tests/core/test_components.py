@@ -1,0 +1,210 @@
+"""Each component kind on small real data: readers, schemas, splitters, models, metrics, signer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+
+from trainyard.core.metrics import Metric
+from trainyard.core.models import SklearnModel
+from trainyard.core.schemas import DataSchemas
+from trainyard.core.signers import InferSigner
+from trainyard.core.splitters import (
+    KFoldSplitter,
+    StratifiedKFoldSplitter,
+    TimeSeriesSplitter,
+    TrainTestSplitter,
+)
+from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
+from trainyard.io.readers import CsvReader, ParquetReader
+
+
+@pytest.fixture(scope="module")
+def diabetes() -> pd.DataFrame:
+    return load_diabetes(as_frame=True, scaled=False).frame
+
+
+@pytest.fixture
+def files(tmp_path: Path, diabetes: pd.DataFrame) -> dict[str, Path]:
+    csv, parquet = tmp_path / "d.csv", tmp_path / "d.parquet"
+    diabetes.to_csv(csv, index=False)
+    diabetes.to_parquet(parquet, index=False, row_group_size=100)
+    return {"csv": csv, "parquet": parquet}
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_reader_selects_columns_and_limits_rows(files: dict[str, Path], kind: str) -> None:
+    reader_class = CsvReader if kind == "csv" else ParquetReader
+    data = reader_class(path=str(files[kind]), columns=["bmi", "age"], limit=150).read()
+    assert list(data.columns) == ["bmi", "age"] and len(data) == 150
+    assert len(reader_class(path=str(files[kind])).read()) == 442
+    dropped = reader_class(path=str(files[kind]), drop=["target"]).read()
+    assert "target" not in dropped.columns and len(dropped.columns) == 10
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_reader_errors_name_file_and_columns(files: dict[str, Path], kind: str) -> None:
+    reader_class = CsvReader if kind == "csv" else ParquetReader
+    with pytest.raises(DataAccessError, match="file not found: 'nope"):
+        reader_class(path="nope." + kind).read()
+    with pytest.raises(DataAccessError, match="has no column 'wheels'; its columns are: age, sex"):
+        reader_class(path=str(files[kind]), columns=["age", "wheels"]).read()
+
+
+def test_parquet_reader_rejects_other_files(files: dict[str, Path]) -> None:
+    with pytest.raises(DataAccessError, match=r"cannot read .* as parquet"):
+        ParquetReader(path=str(files["csv"])).read()
+
+
+def test_lineage_has_source_digest_schema_and_rows(files: dict[str, Path]) -> None:
+    reader = CsvReader(path=str(files["csv"]), columns=["age", "bmi"])
+    dataset = reader.lineage(reader.read(), "inputs")
+    assert dataset.name == "inputs" and len(dataset.digest) == 8
+    assert str(files["csv"].resolve()) in dataset.source.to_json()
+    assert dataset.schema.input_names() == ["age", "bmi"]
+    assert dataset.profile["num_rows"] == 442
+    other = reader.lineage(reader.read().head(10), "inputs")
+    assert other.digest != dataset.digest
+
+
+def test_schema_accepts_valid_and_coerces(diabetes: pd.DataFrame) -> None:
+    schemas = DataSchemas.model_validate(
+        {"inputs": {"age": {"dtype": "int", "coerce": True, "ge": 0, "le": 120}, "sex": {"isin": [1.0, 2.0]}}}
+    )
+    checked = schemas.validate_inputs(diabetes[["age", "sex"]])
+    assert checked["age"].dtype == np.int64
+
+
+def test_schema_failure_lists_columns_and_first_rows(diabetes: pd.DataFrame) -> None:
+    bad = diabetes[["age", "bmi"]].copy()
+    bad.loc[3, "age"], bad.loc[5, "bmi"] = -4.0, None
+    schemas = DataSchemas.model_validate({"inputs": {"age": {"ge": 0}, "bmi": {"dtype": "float"}}})
+    with pytest.raises(DataValidationError) as caught:
+        schemas.validate_inputs(bad)
+    message = str(caught.value)
+    assert "column 'age'" in message and "first failing rows [3]" in message
+    assert "column 'bmi'" in message and "not_nullable" in message and "[5]" in message
+
+
+def test_strict_schema_rejects_undeclared_columns(diabetes: pd.DataFrame) -> None:
+    schemas = DataSchemas.model_validate({"inputs": {"age": {}}, "strict": True})
+    with pytest.raises(DataValidationError, match="bmi"):
+        schemas.validate_inputs(diabetes[["age", "bmi"]])
+
+
+def test_train_test_split_sizes_seed_and_stratify() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    splitter = TrainTestSplitter(test_size=0.2, seed=1, stratify=True)
+    train, test = splitter.split(inputs, targets)
+    assert len(train) == 120 and len(test) == 30 and not set(train) & set(test)
+    assert targets.iloc[test, 0].value_counts().tolist() == [10, 10, 10]
+    assert (splitter.split(inputs, targets)[1] == test).all()
+
+
+def test_time_series_split_keeps_order(diabetes: pd.DataFrame) -> None:
+    train, test = TimeSeriesSplitter(test_size=0.25).split(diabetes, diabetes[["target"]])
+    assert train.max() < test.min() and len(test) == round(442 * 0.25) and len(train) + len(test) == 442
+
+
+def test_time_series_folds_move_forward(diabetes: pd.DataFrame) -> None:
+    folds = TimeSeriesSplitter(test_size=0.2, n_splits=4).folds(diabetes, diabetes[["target"]])
+    assert len(folds) == 4
+    for train, test in folds:
+        assert train.max() + 1 == test.min() and len(test) == round(442 * 0.2)
+    assert folds[-1][1].max() == 441
+    with pytest.raises(ValueError, match="leaves no rows"):
+        TimeSeriesSplitter(test_size=0.25, n_splits=4)
+
+
+def test_kfold_and_stratified_kfold_cover_every_row_once() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    for splitter in (KFoldSplitter(n_splits=5), StratifiedKFoldSplitter(n_splits=5)):
+        folds = splitter.folds(inputs, targets)
+        assert len(folds) == 5 and sorted(np.concatenate([test for _, test in folds])) == list(range(150))
+    stratified = StratifiedKFoldSplitter(n_splits=5).folds(inputs, targets)
+    assert all(targets.iloc[test, 0].value_counts().tolist() == [10, 10, 10] for _, test in stratified)
+    with pytest.raises(ConfigurationError, match="cannot make folds"):
+        KFoldSplitter(n_splits=5).folds(inputs.head(3), targets.head(3))
+
+
+def test_split_errors() -> None:
+    frame = pd.DataFrame({"a": [1]})
+    with pytest.raises(ConfigurationError, match="too few"):
+        TimeSeriesSplitter(test_size=0.5).split(frame, frame)
+    with pytest.raises(ConfigurationError, match=r"needs splitter\.shuffle"):
+        TrainTestSplitter(stratify=True, shuffle=False).split(frame, frame)
+
+
+def test_model_fits_with_categorical_columns_and_predicts(diabetes: pd.DataFrame) -> None:
+    inputs, targets = diabetes.drop(columns="target"), diabetes[["target"]]
+    for encoding in ("onehot", "ordinal"):
+        model = SklearnModel(
+            estimator="HistGradientBoostingRegressor",
+            params={"max_iter": 20},
+            categorical=["sex"],
+            encoding=encoding,
+        ).fit(inputs, targets)
+        outputs = model.predict(inputs.head(7))
+        assert list(outputs.columns) == ["prediction"] and len(outputs) == 7
+        assert not model.is_classifier
+
+
+def test_model_errors(diabetes: pd.DataFrame) -> None:
+    inputs, targets = diabetes.drop(columns="target"), diabetes[["target"]]
+    model = SklearnModel(estimator="Ridge")
+    with pytest.raises(TrainingJobError, match="must be fitted"):
+        model.predict(inputs)
+    with pytest.raises(ConfigurationError, match="'colour', not among the inputs"):
+        SklearnModel(estimator="Ridge", categorical=["colour"]).fit(inputs, targets)
+    text = inputs.astype(object)
+    text.loc[0, "bmi"] = "heavy"
+    with pytest.raises(TrainingJobError, match="Ridge failed to fit"):
+        SklearnModel(estimator="Ridge", impute=False).fit(text, targets)
+    with pytest.raises(TrainingJobError, match="does not predict probabilities"):
+        model.fit(inputs, targets).predict_proba(inputs)
+
+
+def test_classifier_probabilities_and_metrics() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    model = SklearnModel(estimator="LogisticRegression", params={"max_iter": 500}, scale=True).fit(
+        inputs, targets
+    )
+    outputs, probas = model.predict(inputs), model.predict_proba(inputs)
+    assert model.is_classifier and probas.shape == (150, 3)
+    scores = {
+        name: Metric(KIND=name).score(targets, outputs, probas) for name in ("accuracy", "f1", "roc_auc")
+    }
+    assert all(0.9 < value <= 1.0 for value in scores.values())
+    assert 0 < Metric(KIND="log_loss").score(targets, outputs, probas) < 0.5
+    with pytest.raises(ValueError, match="needs predicted probabilities"):
+        Metric(KIND="roc_auc").score(targets, outputs)
+
+
+def test_regression_metrics_and_directions() -> None:
+    truth = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0]})
+    predicted = pd.DataFrame({"prediction": [1.0, 2.0, 3.0, 6.0]})
+    assert Metric(KIND="mae").score(truth, predicted) == pytest.approx(0.5)
+    assert Metric(KIND="rmse").score(truth, predicted) == pytest.approx(1.0)
+    assert Metric(KIND="r2").score(truth, predicted) == pytest.approx(1 - 4 / 5)
+    assert Metric(KIND="r2").direction == "maximize" and Metric(KIND="rmse").direction == "minimize"
+
+
+def test_signer_describes_inputs_and_outputs(diabetes: pd.DataFrame) -> None:
+    signature = InferSigner().sign(diabetes[["age", "bmi"]], pd.DataFrame({"prediction": [1.0]}))
+    assert signature.inputs.input_names() == ["age", "bmi"]
+    assert signature.outputs.input_names() == ["prediction"]
+
+
+def test_binary_metrics_on_string_labels() -> None:
+    truth = pd.DataFrame({"y": ["benign", "malignant", "benign", "malignant"]})
+    predicted = pd.DataFrame({"prediction": ["benign", "malignant", "malignant", "malignant"]})
+    assert Metric(KIND="f1").score(truth, predicted) == pytest.approx(0.7333, abs=1e-3), "macro by default"
+    assert Metric(KIND="recall", pos_label="malignant").score(truth, predicted) == pytest.approx(1.0)
+    assert Metric(KIND="precision", pos_label="malignant").score(truth, predicted) == pytest.approx(2 / 3)
