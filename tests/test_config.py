@@ -288,3 +288,23 @@ def test_the_sampler_kind_defaults_to_tpe(tmp_path: Path) -> None:
     fixed = SWEEPER_PASTED.replace('    study_name: "base-template"\n    storage: null\n', "")
     job = load_settings([write_config(tmp_path, fixed.replace("    params:", "    space:"))]).job
     assert job.searcher.sampler_.KIND == "tpe" and job.searcher.sampler_.seed == 55
+
+
+def test_a_job_kind_says_what_it_wants_started_before_validation() -> None:
+    """The CLI asks the kind a config names, with no KIND name of its own; a wrong kind starts nothing."""
+    from contextlib import nullcontext
+
+    from trainyard.jobs.training import TrainingJob
+    from trainyard.jobs.tuning import TuningJob
+    from trainyard.settings import job_class
+
+    assert job_class("tuning") is TuningJob
+    assert job_class("training") is TrainingJob
+    assert job_class("trainig") is None
+    assert job_class(["tuning"]) is None
+    assert isinstance(TrainingJob.started_early(), nullcontext)
+    with TuningJob.started_early():  # the writer process, stopped at the end when no job took it
+        from trainyard.tuning import writer
+
+        assert len(writer._prestarted) == 1
+    assert writer._prestarted == []

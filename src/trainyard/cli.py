@@ -157,11 +157,13 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
         job = validate(data, layers, allow_import_paths=allow_import_paths).job
         print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
         return 0
-    from trainyard.tuning.writer import prestarted
+    from contextlib import nullcontext
+
+    from trainyard.settings import job_class
 
     job_config = data.get("job")
-    tuning = isinstance(job_config, dict) and job_config.get("KIND") == "tuning"
-    with prestarted(tuning):  # the tuning job's MLflow writer loads MLflow while the config is validated
+    kind = job_class(job_config.get("KIND")) if isinstance(job_config, dict) else None
+    with kind.started_early() if kind else nullcontext():  # e.g. tuning's MLflow writer
         job = validate(data, layers, allow_import_paths=allow_import_paths).job
         job.use_config_files(files)
         with job:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import Field
 
 from trainyard.core.component import Component
+from trainyard.jobs.base import Job
 from trainyard.jobs.training import TrainingJob
 from trainyard.jobs.tuning import TuningJob
 
 JobKind = Annotated[TrainingJob | TuningJob, Field(discriminator="KIND")]
+
+
+def job_class(kind: object) -> type[Job] | None:
+    """The job class a config's ``job.KIND`` names, before the config is validated (None: no such kind)."""
+    for klass in get_args(get_args(JobKind)[0]):
+        if kind in get_args(klass.model_fields["KIND"].annotation):
+            return klass
+    return None
 
 
 class Settings(Component):

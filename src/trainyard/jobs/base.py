@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +130,13 @@ class Job(Component, abc.ABC):
         if asked is None or isinstance(error, KeyboardInterrupt):
             return None
         return type(asked)(*asked.args)
+
+    @classmethod
+    def started_early(cls) -> AbstractContextManager[None]:
+        """What this kind wants started before its config is validated; the CLI holds it open while
+        it validates and runs the job (validating imports the model's library: about a second to use).
+        Nothing by default."""
+        return nullcontext()
 
     def prepare(self) -> None:
         """What a job can do before MLflow is loaded (about a second), while nothing needs it."""

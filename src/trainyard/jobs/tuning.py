@@ -14,6 +14,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -117,6 +118,13 @@ class TuningJob(SupervisedJob):
             searched["searcher"].pop(budget, None)
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.mlflow.experiment}-{digest}"
+
+    @classmethod
+    def started_early(cls) -> AbstractContextManager[None]:
+        """The MLflow writer process: it loads MLflow while the config is validated."""
+        from trainyard.tuning.writer import prestarted
+
+        return prestarted()
 
     def prepare(self) -> None:
         """Open the study, claim its parent run and start the MLflow writer: the job never loads MLflow."""
