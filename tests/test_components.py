@@ -55,6 +55,37 @@ def test_reader_errors_name_file_and_columns(files: dict[str, Path], kind: str) 
         reader_class(path=str(files[kind]), columns=["age", "wheels"]).read()
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_reader_refuses_a_folder_an_empty_file_and_a_file_without_rows(
+    files: dict[str, Path], diabetes: pd.DataFrame, kind: str
+) -> None:
+    reader_class = CsvReader if kind == "csv" else ParquetReader
+    folder = files[kind].parent / "folder"
+    folder.mkdir()
+    with pytest.raises(
+        DataAccessError, match=f"'{folder}' is a folder, expected a {reader_class.FORMAT} file"
+    ):
+        reader_class(path=str(folder)).check()
+    empty = files[kind].with_name("empty." + kind)
+    empty.touch()
+    with pytest.raises(DataAccessError, match=r"is empty \(0 bytes\)"):
+        reader_class(path=str(empty)).read()
+    header_only = files[kind].with_name("header." + kind)
+    if kind == "csv":
+        header_only.write_text("age,sex,target\n")
+    else:
+        diabetes.head(0).to_parquet(header_only)
+    with pytest.raises(DataAccessError, match=f"'{header_only}' has no rows, only its columns: age, sex"):
+        reader_class(path=str(header_only)).read()
+
+
+def test_csv_reader_refuses_a_file_of_blank_lines(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n\n")
+    with pytest.raises(DataAccessError, match=r"is empty \(no header row\)"):
+        CsvReader(path=str(blank)).read()
+
+
 def test_parquet_reader_rejects_other_files(files: dict[str, Path]) -> None:
     with pytest.raises(DataAccessError, match=r"cannot read .* as parquet"):
         ParquetReader(path=str(files["csv"])).read()

@@ -104,6 +104,33 @@ def test_missing_data_file_names_the_field(workdir: Path, capsys: pytest.Capture
     assert "job.inputs: file not found: 'data/nothing.csv'" in capsys.readouterr().err
 
 
+def no_runs(tracking_uri: str) -> bool:
+    client = mlflow.MlflowClient(tracking_uri)
+    return not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_folder_as_data_path_is_refused_before_any_run(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "data" / "folder").mkdir()
+    assert main(["run", QUICKSTART, "job.inputs.path=data/folder"]) == 1
+    err = capsys.readouterr().err
+    assert "job.inputs: 'data/folder' is a folder, expected a CSV file" in err and "Traceback" not in err
+    assert no_runs(tracking_uri)
+
+
+def test_an_empty_and_a_header_only_file_exit_alike_before_any_run(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "data" / "empty.csv").touch()
+    (workdir / "data" / "header.csv").write_text("age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,target\n")
+    assert main(["run", QUICKSTART, "job.targets.path=data/empty.csv"]) == 1
+    assert "job.targets: 'data/empty.csv' is empty (0 bytes)" in capsys.readouterr().err
+    assert main(["run", QUICKSTART, "job.inputs.path=data/header.csv"]) == 1
+    assert "job.inputs: 'data/header.csv' has no rows, only its columns: age, sex" in capsys.readouterr().err
+    assert no_runs(tracking_uri)
+
+
 def test_debug_shows_the_traceback(workdir: Path) -> None:
     with pytest.raises(Exception, match="file not found"):
         main(["run", QUICKSTART, "job.inputs.path=data/nothing.csv", "--debug"])
@@ -245,7 +272,7 @@ def test_schema_command_prints_a_json_schema(capsys: pytest.CaptureFixture[str])
 
 
 def test_no_run_is_left_running(workdir: Path, tracking_uri: str) -> None:
-    main(["run", QUICKSTART, "job.inputs.columns=[nope]"])
+    main(["run", QUICKSTART, "job.schema.inputs.age.le=50"])  # fails in the run (a missing file: before)
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs and all(run.info.status != "RUNNING" for run in runs)

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
 from trainyard.core.schemas import DataSchemas
-from trainyard.errors import DataValidationError
+from trainyard.errors import DataAccessError, DataValidationError
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
 
@@ -66,6 +66,18 @@ class SupervisedJob(Job):
                 f"splitter: stratifying needs classes, and {self.model.estimator} is a regressor"
             )
         return self
+
+    def prepare(self) -> None:
+        """Check the data files before any MLflow run is made (see ``check_data``)."""
+        self.check_data()
+
+    def check_data(self) -> None:
+        """Each data file is a file with the columns asked for and some rows (header and a row read)."""
+        for field, reader in (("inputs", self.inputs), ("targets", self.targets)):
+            try:
+                reader.check()
+            except DataAccessError as error:
+                raise DataAccessError(f"job.{field}: {error}") from error
 
     def read_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Read and validate inputs and targets (a step), then log both as lineage (a step)."""

@@ -125,6 +125,7 @@ class TuningJob(SupervisedJob):
         from trainyard.io.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
         from trainyard.io.tracking import check_server_reachable
 
+        self.check_data()  # a missing, empty or folder path stops the job before the study is opened
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         # The writer would find out only after the trials (MLflow retries a dead server for minutes).
         check_server_reachable(self.mlflow.tracking_uri)
