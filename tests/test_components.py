@@ -11,7 +11,7 @@ from sklearn.datasets import load_diabetes, load_iris
 
 from trainyard.core.metrics import Metric
 from trainyard.core.models import SklearnModel
-from trainyard.core.schemas import DataSchemas
+from trainyard.core.schemas import DataSchemas, non_numbers
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
 from trainyard.io.readers import CsvReader, ParquetReader
 from trainyard.utils.signers import InferSigner
@@ -125,6 +125,13 @@ def test_strict_schema_rejects_undeclared_columns(diabetes: pd.DataFrame) -> Non
     schemas = DataSchemas.model_validate({"inputs": {"age": {}}, "strict": True})
     with pytest.raises(DataValidationError, match="bmi"):
         schemas.validate_inputs(diabetes[["age", "bmi"]])
+
+
+def test_non_numbers_are_the_values_pandas_cannot_parse_as_numbers() -> None:
+    column = pd.Series(["1.5", None, "abc", "2", " 3 ", "?"], index=[10, 11, 12, 13, 14, 15])
+    assert non_numbers(column).to_dict() == {2: "abc", 5: "?"}
+    assert non_numbers(pd.Series([1.0, None])).empty
+    assert non_numbers(pd.Series(pd.to_datetime(["2024-01-01"]))).empty
 
 
 def test_train_test_split_sizes_seed_and_stratify() -> None:

@@ -131,6 +131,44 @@ def test_an_empty_and_a_header_only_file_exit_alike_before_any_run(
     assert no_runs(tracking_uri)
 
 
+def test_a_few_values_that_are_not_numbers_are_named_with_their_lines(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    data = pd.read_csv(workdir / "data" / "diabetes.csv").astype(object)
+    data.loc[3, "s1"], data.loc[9, "s2"] = "abc", "?"  # columns without a schema
+    data.to_csv(workdir / "data" / "odd.csv", index=False)
+    assert main(["run", QUICKSTART, "job.inputs.path=data/odd.csv"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "job.inputs: 'data/odd.csv' has values that are not numbers in columns of numbers:\n"
+        "  - column 's1': line 5: 'abc'\n  - column 's2': line 11: '?'\n"
+        "correct them, or empty the cells"
+    ) in err
+    assert "Traceback" not in err and "failed to fit" not in err
+
+
+def test_a_text_column_not_listed_as_categorical_is_refused_with_the_fix(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    data = pd.read_csv(workdir / "data" / "diabetes.csv")
+    data["city"] = ["Paris", "Lyon"] * (len(data) // 2)
+    data.to_csv(workdir / "data" / "cities.csv", index=False)
+    overrides = ["job.inputs.path=data/cities.csv", "~job.inputs.columns", "job.inputs.drop=[target]"]
+    assert main(["run", QUICKSTART, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "job.inputs: 'data/cities.csv' has text in column 'city', which the model takes as numbers: "
+        "list them as categories (model.categorical: [sex, city]) or leave them out "
+        "(job.inputs.drop: [target, city])"
+    ) in err
+    assert "Traceback" not in err
+    assert main(["run", QUICKSTART, *overrides, "job.model.categorical=[sex,city]"]) == 0
+
+
 def test_debug_shows_the_traceback(workdir: Path) -> None:
     with pytest.raises(Exception, match="file not found"):
         main(["run", QUICKSTART, "job.inputs.path=data/nothing.csv", "--debug"])
