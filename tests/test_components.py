@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
-from trainyard.core.metrics import Metric
+from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.schemas import DataSchemas, non_numbers
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
@@ -171,6 +171,21 @@ def test_kfold_and_stratified_kfold_cover_every_row_once() -> None:
         KFoldSplitter(n_splits=5).folds(inputs.head(3), targets.head(3))
 
 
+def test_stratified_folds_refuse_a_class_with_fewer_rows_than_folds() -> None:
+    iris = load_iris(as_frame=True)
+    keep = np.r_[0:100, 100:103]  # class 2 keeps 3 rows
+    inputs, targets = iris.data.iloc[keep], iris.target.iloc[keep].to_frame()
+    with pytest.raises(
+        ConfigurationError,
+        match="job.splitter: 5 stratified folds need at least 5 rows of each class of target column "
+        "'target', and class 2 has 3: lower job.splitter.n_splits to 3 or fewer",
+    ):
+        StratifiedKFoldSplitter(n_splits=5).folds(inputs, targets)
+    assert len(StratifiedKFoldSplitter(n_splits=3).folds(inputs, targets)) == 3
+    with pytest.raises(ConfigurationError, match="class 2 has 1: a class of 1 row cannot be both"):
+        StratifiedKFoldSplitter(n_splits=2).folds(inputs.head(101), targets.head(101))
+
+
 def test_split_errors() -> None:
     frame = pd.DataFrame({"a": [1]})
     with pytest.raises(ConfigurationError, match="too few"):
@@ -223,6 +238,30 @@ def test_classifier_probabilities_and_metrics() -> None:
     assert 0 < Metric(KIND="log_loss").score(targets, outputs, probas) < 0.5
     with pytest.raises(ValueError, match="needs predicted probabilities"):
         Metric(KIND="roc_auc").score(targets, outputs)
+
+
+def test_probability_metrics_score_rows_that_lack_a_class() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    labels = class_labels(targets)
+    assert labels == [0, 1, 2]
+    model = SklearnModel(estimator="LogisticRegression", params={"max_iter": 500}, scale=True)
+    model.fit(inputs.iloc[:100], targets.iloc[:100])  # never sees class 2
+    probas = model.predict_proba(inputs, labels)
+    assert probas.shape == (150, 3) and (probas[:, 2] == 0).all()
+    full = SklearnModel(estimator="LogisticRegression", params={"max_iter": 500}, scale=True)
+    full.fit(inputs, targets)
+    test = slice(0, 100)  # rows of classes 0 and 1 only, scored with three columns
+    outputs, probas = full.predict(inputs.iloc[test]), full.predict_proba(inputs.iloc[test], labels)
+    for name in ("log_loss", "roc_auc"):
+        score = Metric(KIND=name).score(targets.iloc[test], outputs, probas, labels)
+        assert np.isfinite(score)
+    # with every class present, as scikit-learn's own one-vs-rest AUC
+    from sklearn.metrics import roc_auc_score
+
+    probas = full.predict_proba(inputs, labels)
+    expected = roc_auc_score(targets.iloc[:, 0], probas, multi_class="ovr")
+    assert Metric(KIND="roc_auc").score(targets, full.predict(inputs), probas, labels) == expected
 
 
 def test_regression_metrics_and_directions() -> None:

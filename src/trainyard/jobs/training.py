@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.errors import ConfigurationError
 from trainyard.io.logging import get_logger
@@ -62,10 +63,11 @@ class TrainingJob(SupervisedJob):
             with self.step("predict") as step:
                 outputs = model.predict(inputs_test)
                 needs_proba = any(metric.needs_proba for metric in self.metrics)
-                probas = model.predict_proba(inputs_test) if needs_proba else None
+                labels = class_labels(targets) if needs_proba else None  # the test rows may lack one
+                probas = model.predict_proba(inputs_test, labels) if needs_proba else None
                 step.note(f"outputs {outputs.shape}")
             with self.step("score") as step:
-                scores = {m.name: m.score(targets_test, outputs, probas) for m in self.metrics}
+                scores = {m.name: m.score(targets_test, outputs, probas, labels) for m in self.metrics}
                 mlflow.log_metrics(scores)
                 step.note(", ".join(f"{name}={value:.4g}" for name, value in scores.items()))
             with self.step("sign") as step:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from trainyard.core.metrics import Metric
+from trainyard.core.metrics import Metric, class_labels
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
 from trainyard.io.logging import get_logger
 from trainyard.io.studies import StudyStorage
@@ -408,6 +408,8 @@ class _Objective:
         self.job = job
         self.threads = threads
         self.folds = _FoldSlices(inputs, targets, folds)
+        # every class, for the probabilities and scores of folds that lack one
+        self.labels = class_labels(targets) if any(m.needs_proba for m in job.metrics) else None
         self.dimensions = job.searcher.dimensions
         # The journal storage names the worker in the record that creates a trial; a database does not.
         self.names_worker = "://" in job.study.location(job.mlflow.resolved_tracking_uri)
@@ -437,9 +439,9 @@ class _Objective:
                 model.fit(train_inputs, train_targets)
                 fit_time += time.perf_counter() - start
                 outputs = model.predict(test_inputs)
-                probas = model.predict_proba(test_inputs) if any(m.needs_proba for m in metrics) else None
+                probas = model.predict_proba(test_inputs, self.labels) if self.labels is not None else None
                 for metric in metrics:
-                    scores[metric.name].append(metric.score(test_targets, outputs, probas))
+                    scores[metric.name].append(metric.score(test_targets, outputs, probas, self.labels))
                 if pruning:
                     trial.report(float(np.mean(scores[metrics[0].name])), fold)
                     if trial.should_prune():
