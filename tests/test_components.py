@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +178,10 @@ def test_stratified_folds_refuse_a_class_with_fewer_rows_than_folds() -> None:
     inputs, targets = iris.data.iloc[keep], iris.target.iloc[keep].to_frame()
     with pytest.raises(
         ConfigurationError,
-        match="job.splitter: 5 stratified folds need at least 5 rows of each class of target column "
-        "'target', and class 2 has 3: lower job.splitter.n_splits to 3 or fewer",
+        match=re.escape(
+            "job.splitter: 5 stratified folds need at least 5 rows of each class of target column "
+            "'target', and class 2 has 3: lower job.splitter.n_splits to 3 or fewer"
+        ),
     ):
         StratifiedKFoldSplitter(n_splits=5).folds(inputs, targets)
     assert len(StratifiedKFoldSplitter(n_splits=3).folds(inputs, targets)) == 3

@@ -879,7 +879,7 @@ def test_folds_that_lack_a_class_still_score_and_stratified_folds_name_the_class
 ) -> None:
     from sklearn.datasets import load_iris
 
-    iris = load_iris(as_frame=True).frame.iloc[list(range(100)) + [100, 101]]  # class 2: two rows
+    iris = load_iris(as_frame=True).frame.iloc[[*range(100), 100, 101]]  # class 2: two rows
     iris.to_csv(workdir / "data" / "few.csv", index=False)
     config = tuning(workdir)
     overrides = [
