@@ -345,3 +345,18 @@ def test_json_schema_accepts_the_example_configs() -> None:
 
     for path in sorted(CONFS.glob("*.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
+
+
+def test_a_kfold_splitter_is_refused_with_the_splitters_a_training_job_takes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = Path(QUICKSTART).read_text()
+    kfold = text.replace("{KIND: train_test, test_size: 0.25, seed: 7}", "{KIND: kfold, n_splits: 4}")
+    assert kfold != text
+    assert main(["run", write_config(workdir, kfold), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "job.splitter: kfold makes 4 folds, for a tuning job's cross-validation; a training job fits "
+        "once on one split, and takes train_test or time_series: for the same share of rows held out, "
+        "{KIND: train_test, test_size: 0.25}"
+    ) in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
@@ -17,14 +17,23 @@ from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
 from trainyard.threads import AUTO, Threads
 from trainyard.utils.signers import InferSigner, SignerKind
-from trainyard.utils.splitters import SplitterKind, TrainTestSplitter
+from trainyard.utils.splitters import (
+    KFoldSplitter,
+    Splitter,
+    SplitterKind,
+    StratifiedKFoldSplitter,
+    TrainTestSplitter,
+)
 
 
 class TrainingJob(SupervisedJob):
     """Train one model, measure it on held-out rows, and log and register it in MLflow."""
 
     KIND: Literal["training"] = "training"
-    splitter: SplitterKind = Field(default_factory=TrainTestSplitter, description="How rows are held out.")
+    splitter: SplitterKind = Field(
+        default_factory=TrainTestSplitter,
+        description="How rows are held out: train_test or time_series (k-fold splitters are for tuning).",
+    )
     signer: SignerKind = Field(default_factory=InferSigner, description="How the model signature is made.")
     saver: SaverKind = Field(default_factory=SklearnSaver, description="How the model is logged.")
     model_register: RegisterKind | None = Field(
@@ -35,6 +44,19 @@ class TrainingJob(SupervisedJob):
         description="Native threads (OpenMP, BLAS) of the fit and the predictions; auto: every usable "
         "core (as the libraries do by default, unless the environment sets fewer).",
     )
+
+    @field_validator("splitter")
+    @classmethod
+    def _one_hold_out(cls, splitter: Splitter) -> Splitter:
+        if isinstance(splitter, KFoldSplitter | StratifiedKFoldSplitter):
+            share = f"test_size: {1 / splitter.n_splits:.2g}"
+            stratify = ", stratify: true" if isinstance(splitter, StratifiedKFoldSplitter) else ""
+            raise ValueError(
+                f"{splitter.KIND} makes {splitter.n_splits} folds, for a tuning job's cross-validation; a "
+                f"training job fits once on one split, and takes train_test or time_series: for the "
+                f"same share of rows held out, {{KIND: train_test, {share}{stratify}}}"
+            )
+        return splitter
 
     def run(self) -> Locals:
         import mlflow
