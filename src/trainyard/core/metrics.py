@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from trainyard.component import Component
+from trainyard.errors import did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +54,15 @@ MetricName = Literal[
 ]
 
 
+# Other spellings of each name, for the did-you-mean: scikit-learn's function and scorer names.
+_SPELLINGS = {
+    spelling: name
+    for name, (function, *_) in _METRICS.items()
+    for short in [function.removesuffix("_score")]
+    for spelling in (name, function, short, f"neg_{short}")
+}
+
+
 class Metric(Component):
     """A score by name; ``average`` applies to f1, precision and recall (binary, macro, weighted...)."""
 
@@ -64,6 +74,16 @@ class Metric(Component):
         None,
         description="Averaging for f1/precision/recall: binary for two classes, macro otherwise.",
     )
+
+    @field_validator("KIND", mode="before")
+    @classmethod
+    def _known_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in _METRICS:
+            raise ValueError(
+                f"unknown metric {value!r}.{did_you_mean(value, _SPELLINGS)} "
+                f"Valid names: {', '.join(_METRICS)}"
+            )
+        return value
 
     @property
     def name(self) -> str:
