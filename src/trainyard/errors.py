@@ -18,11 +18,12 @@ class ConfigurationError(TrainyardError):
 
 
 class DataAccessError(TrainyardError):
-    """Data cannot be read: missing file, missing column, unreadable format."""
+    """Data cannot be read: missing file, a folder, an empty file or one without rows, missing column,
+    unreadable format."""
 
 
 class DataValidationError(TrainyardError):
-    """Data was read but does not match its declared schema."""
+    """Data was read but does not match its declared schema, or holds text among numbers."""
 
 
 class TrainingJobError(TrainyardError):
