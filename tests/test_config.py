@@ -223,14 +223,28 @@ def test_bad_removals_are_named(override: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("job.metrics=[rmsee]", "job.metrics.0 = 'rmsee': Input should be"),
-        ("job.metrics=[rmsee]", "(did you mean 'rmse'?)"),
+        ("job.metrics=[rmsee]", "job.metrics.0 = 'rmsee': unknown metric 'rmsee'. Did you mean rmse or mse?"),
+        (
+            "job.metrics=[RMSE]",
+            "unknown metric 'RMSE'. Did you mean rmse? Valid names: r2, explained_variance",
+        ),
+        ("job.metrics=[r2_score]", "unknown metric 'r2_score'. Did you mean r2? Valid names"),
+        ("job.metrics=[neg_root_mean_squared_error]", "Did you mean rmse? Valid names"),
         ("job.searcher.direction=minimize", "each metric has its own direction"),
     ],
 )
 def test_hints_for_near_misses(override: str, expected: str) -> None:
     message = error_of([TUNING_CONF], [override])
     assert expected in message and ".KIND" not in message
+
+
+def test_an_unknown_metric_gets_its_did_you_mean_outside_the_cli_too() -> None:
+    from pydantic import ValidationError
+
+    from trainyard.core.metrics import Metric
+
+    with pytest.raises(ValidationError, match=r"unknown metric 'mean_absolute_error'\. Did you mean mae"):
+        Metric(KIND="mean_absolute_error")  # type: ignore[arg-type]
 
 
 def test_hydras_sweep_list_on_the_command_line_is_a_choice() -> None:

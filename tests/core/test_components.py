@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
-from trainyard.core.metrics import Metric
+from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.models import SklearnModel
-from trainyard.core.schemas import DataSchemas
+from trainyard.core.schemas import DataSchemas, non_numbers
 from trainyard.core.signers import InferSigner
 from trainyard.core.splitters import (
     KFoldSplitter,
@@ -55,6 +56,37 @@ def test_reader_errors_name_file_and_columns(files: dict[str, Path], kind: str) 
         reader_class(path=str(files[kind]), columns=["age", "wheels"]).read()
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_reader_refuses_a_folder_an_empty_file_and_a_file_without_rows(
+    files: dict[str, Path], diabetes: pd.DataFrame, kind: str
+) -> None:
+    reader_class = CsvReader if kind == "csv" else ParquetReader
+    folder = files[kind].parent / "folder"
+    folder.mkdir()
+    with pytest.raises(
+        DataAccessError, match=f"'{folder}' is a folder, expected a {reader_class.FORMAT} file"
+    ):
+        reader_class(path=str(folder)).check()
+    empty = files[kind].with_name("empty." + kind)
+    empty.touch()
+    with pytest.raises(DataAccessError, match=r"is empty \(0 bytes\)"):
+        reader_class(path=str(empty)).read()
+    header_only = files[kind].with_name("header." + kind)
+    if kind == "csv":
+        header_only.write_text("age,sex,target\n")
+    else:
+        diabetes.head(0).to_parquet(header_only)
+    with pytest.raises(DataAccessError, match=f"'{header_only}' has no rows, only its columns: age, sex"):
+        reader_class(path=str(header_only)).read()
+
+
+def test_csv_reader_refuses_a_file_of_blank_lines(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n\n")
+    with pytest.raises(DataAccessError, match=r"is empty \(no header row\)"):
+        CsvReader(path=str(blank)).read()
+
+
 def test_parquet_reader_rejects_other_files(files: dict[str, Path]) -> None:
     with pytest.raises(DataAccessError, match=r"cannot read .* as parquet"):
         ParquetReader(path=str(files["csv"])).read()
@@ -96,6 +128,13 @@ def test_strict_schema_rejects_undeclared_columns(diabetes: pd.DataFrame) -> Non
         schemas.validate_inputs(diabetes[["age", "bmi"]])
 
 
+def test_non_numbers_are_the_values_pandas_cannot_parse_as_numbers() -> None:
+    column = pd.Series(["1.5", None, "abc", "2", " 3 ", "?"], index=[10, 11, 12, 13, 14, 15])
+    assert non_numbers(column).to_dict() == {2: "abc", 5: "?"}
+    assert non_numbers(pd.Series([1.0, None])).empty
+    assert non_numbers(pd.Series(pd.to_datetime(["2024-01-01"]))).empty
+
+
 def test_train_test_split_sizes_seed_and_stratify() -> None:
     iris = load_iris(as_frame=True)
     inputs, targets = iris.data, iris.target.to_frame()
@@ -131,6 +170,23 @@ def test_kfold_and_stratified_kfold_cover_every_row_once() -> None:
     assert all(targets.iloc[test, 0].value_counts().tolist() == [10, 10, 10] for _, test in stratified)
     with pytest.raises(ConfigurationError, match="cannot make folds"):
         KFoldSplitter(n_splits=5).folds(inputs.head(3), targets.head(3))
+
+
+def test_stratified_folds_refuse_a_class_with_fewer_rows_than_folds() -> None:
+    iris = load_iris(as_frame=True)
+    keep = np.r_[0:100, 100:103]  # class 2 keeps 3 rows
+    inputs, targets = iris.data.iloc[keep], iris.target.iloc[keep].to_frame()
+    with pytest.raises(
+        ConfigurationError,
+        match=re.escape(
+            "job.splitter: 5 stratified folds need at least 5 rows of each class of target column "
+            "'target', and class 2 has 3: lower job.splitter.n_splits to 3 or fewer"
+        ),
+    ):
+        StratifiedKFoldSplitter(n_splits=5).folds(inputs, targets)
+    assert len(StratifiedKFoldSplitter(n_splits=3).folds(inputs, targets)) == 3
+    with pytest.raises(ConfigurationError, match="class 2 has 1: a class of 1 row cannot be both"):
+        StratifiedKFoldSplitter(n_splits=2).folds(inputs.head(101), targets.head(101))
 
 
 def test_split_errors() -> None:
@@ -185,6 +241,30 @@ def test_classifier_probabilities_and_metrics() -> None:
     assert 0 < Metric(KIND="log_loss").score(targets, outputs, probas) < 0.5
     with pytest.raises(ValueError, match="needs predicted probabilities"):
         Metric(KIND="roc_auc").score(targets, outputs)
+
+
+def test_probability_metrics_score_rows_that_lack_a_class() -> None:
+    iris = load_iris(as_frame=True)
+    inputs, targets = iris.data, iris.target.to_frame()
+    labels = class_labels(targets)
+    assert labels == [0, 1, 2]
+    model = SklearnModel(estimator="LogisticRegression", params={"max_iter": 500}, scale=True)
+    model.fit(inputs.iloc[:100], targets.iloc[:100])  # never sees class 2
+    probas = model.predict_proba(inputs, labels)
+    assert probas.shape == (150, 3) and (probas[:, 2] == 0).all()
+    full = SklearnModel(estimator="LogisticRegression", params={"max_iter": 500}, scale=True)
+    full.fit(inputs, targets)
+    test = slice(0, 100)  # rows of classes 0 and 1 only, scored with three columns
+    outputs, probas = full.predict(inputs.iloc[test]), full.predict_proba(inputs.iloc[test], labels)
+    for name in ("log_loss", "roc_auc"):
+        score = Metric(KIND=name).score(targets.iloc[test], outputs, probas, labels)
+        assert np.isfinite(score)
+    # with every class present, as scikit-learn's own one-vs-rest AUC
+    from sklearn.metrics import roc_auc_score
+
+    probas = full.predict_proba(inputs, labels)
+    expected = roc_auc_score(targets.iloc[:, 0], probas, multi_class="ovr")
+    assert Metric(KIND="roc_auc").score(targets, full.predict(inputs), probas, labels) == expected
 
 
 def test_regression_metrics_and_directions() -> None:

@@ -103,6 +103,71 @@ def test_missing_data_file_names_the_field(workdir: Path, capsys: pytest.Capture
     assert "job.inputs: file not found: 'data/nothing.csv'" in capsys.readouterr().err
 
 
+def no_runs(tracking_uri: str) -> bool:
+    client = mlflow.MlflowClient(tracking_uri)
+    return not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_folder_as_data_path_is_refused_before_any_run(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "data" / "folder").mkdir()
+    assert main(["run", QUICKSTART, "job.inputs.path=data/folder"]) == 1
+    err = capsys.readouterr().err
+    assert "job.inputs: 'data/folder' is a folder, expected a CSV file" in err and "Traceback" not in err
+    assert no_runs(tracking_uri)
+
+
+def test_an_empty_and_a_header_only_file_exit_alike_before_any_run(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "data" / "empty.csv").touch()
+    (workdir / "data" / "header.csv").write_text("age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,target\n")
+    assert main(["run", QUICKSTART, "job.targets.path=data/empty.csv"]) == 1
+    assert "job.targets: 'data/empty.csv' is empty (0 bytes)" in capsys.readouterr().err
+    assert main(["run", QUICKSTART, "job.inputs.path=data/header.csv"]) == 1
+    assert "job.inputs: 'data/header.csv' has no rows, only its columns: age, sex" in capsys.readouterr().err
+    assert no_runs(tracking_uri)
+
+
+def test_a_few_values_that_are_not_numbers_are_named_with_their_lines(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    data = pd.read_csv(workdir / "data" / "diabetes.csv").astype(object)
+    data.loc[3, "s1"], data.loc[9, "s2"] = "abc", "?"  # columns without a schema
+    data.to_csv(workdir / "data" / "odd.csv", index=False)
+    assert main(["run", QUICKSTART, "job.inputs.path=data/odd.csv"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "job.inputs: 'data/odd.csv' has values that are not numbers in columns of numbers:\n"
+        "  - column 's1': line 5: 'abc'\n  - column 's2': line 11: '?'\n"
+        "correct them, or empty the cells"
+    ) in err
+    assert "Traceback" not in err and "failed to fit" not in err
+
+
+def test_a_text_column_not_listed_as_categorical_is_refused_with_the_fix(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    data = pd.read_csv(workdir / "data" / "diabetes.csv")
+    data["city"] = ["Paris", "Lyon"] * (len(data) // 2)
+    data.to_csv(workdir / "data" / "cities.csv", index=False)
+    overrides = ["job.inputs.path=data/cities.csv", "~job.inputs.columns", "job.inputs.drop=[target]"]
+    assert main(["run", QUICKSTART, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "job.inputs: 'data/cities.csv' has text in column 'city', which the model takes as numbers: "
+        "list them as categories (model.categorical: [sex, city]) or leave them out "
+        "(job.inputs.drop: [target, city])"
+    ) in err
+    assert "Traceback" not in err
+    assert main(["run", QUICKSTART, *overrides, "job.model.categorical=[sex,city]"]) == 0
+
+
 def test_debug_shows_the_traceback(workdir: Path) -> None:
     with pytest.raises(Exception, match="file not found"):
         main(["run", QUICKSTART, "job.inputs.path=data/nothing.csv", "--debug"])
@@ -244,7 +309,7 @@ def test_schema_command_prints_a_json_schema(capsys: pytest.CaptureFixture[str])
 
 
 def test_no_run_is_left_running(workdir: Path, tracking_uri: str) -> None:
-    main(["run", QUICKSTART, "job.inputs.columns=[nope]"])
+    main(["run", QUICKSTART, "job.schema.inputs.age.le=50"])  # fails in the run (a missing file: before)
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs and all(run.info.status != "RUNNING" for run in runs)
@@ -279,3 +344,18 @@ def test_json_schema_accepts_the_example_configs() -> None:
 
     for path in sorted(CONFS.glob("*.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
+
+
+def test_a_kfold_splitter_is_refused_with_the_splitters_a_training_job_takes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = Path(QUICKSTART).read_text()
+    kfold = text.replace("{KIND: train_test, test_size: 0.25, seed: 7}", "{KIND: kfold, n_splits: 4}")
+    assert kfold != text
+    assert main(["run", write_config(workdir, kfold), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "job.splitter: kfold makes 4 folds, for a tuning job's cross-validation; a training job fits "
+        "once on one split, and takes train_test or time_series: for the same share of rows held out, "
+        "{KIND: train_test, test_size: 0.25}"
+    ) in err

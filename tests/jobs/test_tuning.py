@@ -872,3 +872,27 @@ def test_repeated_signals_with_threads_leave_the_run_killed(workdir: Path, track
     assert "stopped (second signal); trials running in threads end first" in output
     # (a trial its thread could not finish stays RUNNING in the study until the next run fails it:
     # test_resume_after_the_process_is_killed)
+
+
+def test_folds_that_lack_a_class_still_score_and_stratified_folds_name_the_class(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).frame.iloc[[*range(100), 100, 101]]  # class 2: two rows
+    iris.to_csv(workdir / "data" / "few.csv", index=False)
+    config = tuning(workdir)
+    overrides = [
+        "job.inputs={KIND: csv, path: data/few.csv, drop: [target]}",
+        "job.targets={KIND: csv, path: data/few.csv, columns: [target]}",
+        "job.model={KIND: sklearn, estimator: DecisionTreeClassifier, params: {random_state: 0}}",
+        "job.metrics=[log_loss, roc_auc]",
+        "job.searcher.space={max_depth: 'range(2, 4)'}",
+        "job.searcher.n_trials=2",
+    ]
+    assert main(["run", config, *overrides, "job.splitter={KIND: kfold, n_splits: 5}"]) == 0
+    trials = study_of(workdir).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert main(["run", config, *overrides, "job.splitter={KIND: stratified_kfold, n_splits: 5}"]) == 2
+    err = capsys.readouterr().err
+    assert "class 2 has 2: lower job.splitter.n_splits to 2 or fewer" in err and "Traceback" not in err

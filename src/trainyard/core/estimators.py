@@ -6,7 +6,7 @@ import importlib
 import re
 from typing import Any
 
-from trainyard.errors import ConfigurationError
+from trainyard.errors import ConfigurationError, did_you_mean
 
 _SKLEARN = {
     "sklearn.linear_model": [
@@ -99,12 +99,8 @@ def check_estimator_name(name: str, allow_import_paths: bool) -> None:
         except ConfigurationError as error:
             raise ValueError(str(error)) from None
         return
-    import difflib
-
-    close = difflib.get_close_matches(name, ESTIMATORS, n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise ValueError(
-        f"unknown estimator {name!r}.{hint} Valid names: {', '.join(sorted(ESTIMATORS))}; "
+        f"unknown estimator {name!r}.{did_you_mean(name, list(ESTIMATORS))} Valid names: {', '.join(sorted(ESTIMATORS))}; "
         f"or an import path 'package.module:Class' in a run started with {IMPORT_PATHS_FLAG}"
     )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from trainyard.core.component import Component
+from trainyard.errors import did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +54,15 @@ MetricName = Literal[
 ]
 
 
+# Other spellings of each name, for the did-you-mean: scikit-learn's function and scorer names.
+_SPELLINGS = {
+    spelling: name
+    for name, (function, *_) in _METRICS.items()
+    for short in [function.removesuffix("_score")]
+    for spelling in (name, function, short, f"neg_{short}")
+}
+
+
 class Metric(Component):
     """A score by name; ``average`` applies to f1, precision and recall (binary, macro, weighted...)."""
 
@@ -64,6 +74,16 @@ class Metric(Component):
         None,
         description="Averaging for f1/precision/recall: binary for two classes, macro otherwise.",
     )
+
+    @field_validator("KIND", mode="before")
+    @classmethod
+    def _known_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in _METRICS:
+            raise ValueError(
+                f"unknown metric {value!r}.{did_you_mean(value, _SPELLINGS)} "
+                f"Valid names: {', '.join(_METRICS)}"
+            )
+        return value
 
     @property
     def name(self) -> str:
@@ -81,8 +101,18 @@ class Metric(Component):
     def for_classifiers(self) -> bool:
         return _METRICS[self.KIND][3]
 
-    def score(self, targets: pd.DataFrame, outputs: pd.DataFrame, probas: np.ndarray | None = None) -> float:
-        """The metric of ``outputs`` (or ``probas``) against ``targets``."""
+    def score(
+        self,
+        targets: pd.DataFrame,
+        outputs: pd.DataFrame,
+        probas: np.ndarray | None = None,
+        labels: list[Any] | None = None,
+    ) -> float:
+        """The metric of ``outputs`` (or ``probas``) against ``targets``.
+
+        ``labels`` are the classes of the columns of ``probas`` (every class of the data, see
+        ``class_labels``), so that rows missing a class (a fold's test rows) still score.
+        """
         import sklearn.metrics
 
         function = getattr(sklearn.metrics, _METRICS[self.KIND][0])
@@ -96,11 +126,33 @@ class Metric(Component):
         if self.needs_proba:
             if probas is None:
                 raise ValueError(f"metric {self.KIND} needs predicted probabilities")
-            predicted: Any = probas[:, 1] if probas.shape[1] == 2 and self.KIND == "roc_auc" else probas
             if self.KIND == "roc_auc" and probas.shape[1] > 2:
-                kwargs["multi_class"] = "ovr"
+                return _one_vs_rest_auc(truth, probas, labels)
+            predicted: Any = probas[:, 1] if probas.shape[1] == 2 and self.KIND == "roc_auc" else probas
+            if labels is not None and self.KIND == "log_loss":
+                kwargs["labels"] = labels
             return float(function(truth, predicted, **kwargs))
         return float(function(truth, outputs.iloc[:, 0], **kwargs))
+
+
+def class_labels(targets: pd.DataFrame) -> list[Any]:
+    """Every class of the target, sorted as scikit-learn orders a classifier's ``classes_``."""
+    import numpy as np
+
+    return np.unique(targets.iloc[:, 0]).tolist()
+
+
+def _one_vs_rest_auc(truth: pd.Series, probas: np.ndarray, labels: list[Any] | None) -> float:
+    """Macro one-vs-rest ROC AUC over the classes present in ``truth`` (all of them: as
+    ``roc_auc_score(multi_class="ovr")``, which refuses rows that lack a class of ``probas``)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import label_binarize
+
+    classes = labels if labels is not None else np.unique(truth).tolist()
+    indicators = label_binarize(truth, classes=classes)
+    present = indicators.any(axis=0)
+    return float(roc_auc_score(indicators[:, present], probas[:, present], average="macro"))
 
 
 def _from_name(value: Any) -> Any:

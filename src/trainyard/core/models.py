@@ -35,8 +35,9 @@ class Model(Component, abc.ABC):
         """One ``prediction`` column, indexed like ``inputs``."""
 
     @abc.abstractmethod
-    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Class probabilities (classifiers only)."""
+    def predict_proba(self, inputs: pd.DataFrame, labels: list[Any] | None = None) -> np.ndarray:
+        """Class probabilities (classifiers only): a column per class of ``labels`` when given (0 for
+        a class the fit never saw), else per class of the fit."""
 
     @abc.abstractmethod
     def fitted(self) -> Any:
@@ -125,11 +126,17 @@ class SklearnModel(Model):
 
         return pd.DataFrame({PREDICTION: self._fitted().predict(inputs)}, index=inputs.index)
 
-    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, inputs: pd.DataFrame, labels: list[Any] | None = None) -> np.ndarray:
+        import pandas as pd
+
         pipeline = self._fitted()
         if not hasattr(pipeline, "predict_proba"):
             raise TrainingJobError(f"{self.estimator} does not predict probabilities")
-        return pipeline.predict_proba(inputs)
+        probas = pipeline.predict_proba(inputs)
+        if labels is None or list(pipeline.classes_) == list(labels):
+            return probas
+        columns = pd.DataFrame(probas, columns=pipeline.classes_)
+        return columns.reindex(columns=labels, fill_value=0.0).to_numpy()
 
     def fitted(self) -> Pipeline:
         return self._fitted()

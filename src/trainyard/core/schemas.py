@@ -99,3 +99,14 @@ def _describe(name: str, failures: pd.DataFrame) -> str:
             f"  - column {column!r}: {check} — {len(group)} failing, e.g. {', '.join(values)}{where}"
         )
     return "\n".join(lines)
+
+
+def non_numbers(column: pd.Series) -> pd.Series:
+    """The values of ``column`` that are neither missing nor numbers (pandas' own parsing), by position."""
+    import pandas as pd
+
+    values = column.reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return values.iloc[:0]
+    parsed = pd.to_numeric(values.astype(object), errors="coerce")
+    return values[parsed.isna() & values.notna()]

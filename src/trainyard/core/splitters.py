@@ -109,6 +109,8 @@ class _Folds(Splitter):
         import sklearn.model_selection
 
         stratified = isinstance(self, StratifiedKFoldSplitter)
+        if stratified:
+            self._check_class_sizes(targets)
         cv = getattr(sklearn.model_selection, "StratifiedKFold" if stratified else "KFold")(
             self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None
         )
@@ -118,6 +120,25 @@ class _Folds(Splitter):
             raise ConfigurationError(
                 f"job.splitter: cannot make folds of {len(inputs)} rows: {error}"
             ) from error
+
+    def _check_class_sizes(self, targets: pd.DataFrame) -> None:
+        """Refuse a class with fewer rows than folds: some test folds would lack it (scikit-learn only
+        warns, and scores then differ from fold to fold in which classes they judge)."""
+        counts = targets.iloc[:, 0].value_counts()
+        few = counts[counts < self.n_splits]
+        if few.empty:
+            return
+        classes = ", ".join(f"{label!r} has {count}" for label, count in few.items())
+        smallest = int(counts.min())
+        fix = (
+            f"lower job.splitter.n_splits to {smallest} or fewer, or add rows of that class"
+            if smallest >= 2
+            else "a class of 1 row cannot be both trained on and tested: remove or relabel its rows"
+        )
+        raise ConfigurationError(
+            f"job.splitter: {self.n_splits} stratified folds need at least {self.n_splits} rows of each "
+            f"class of target column {targets.columns[0]!r}, and class {classes}: {fix}"
+        )
 
 
 class KFoldSplitter(_Folds):

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
 from trainyard.core.schemas import DataSchemas
-from trainyard.errors import DataValidationError
+from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
 
@@ -67,6 +67,18 @@ class SupervisedJob(Job):
             )
         return self
 
+    def prepare(self) -> None:
+        """Check the data files before any MLflow run is made (see ``check_data``)."""
+        self.check_data()
+
+    def check_data(self) -> None:
+        """Each data file is a file with the columns asked for and some rows (header and a row read)."""
+        for field, reader in (("inputs", self.inputs), ("targets", self.targets)):
+            try:
+                reader.check()
+            except DataAccessError as error:
+                raise DataAccessError(f"job.{field}: {error}") from error
+
     def read_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Read and validate inputs and targets (a step), then log both as lineage (a step)."""
         import mlflow
@@ -85,9 +97,61 @@ class SupervisedJob(Job):
         with self.step("read inputs and targets") as step:
             inputs = self.data_schema.validate_inputs(self.read(self.inputs, "inputs"))
             targets = self.data_schema.validate_targets(self.read(self.targets, "targets"))
+            self.check_numbers(inputs, "inputs", categorical=self.model.categorical)
+            if not self.model.is_classifier:
+                self.check_numbers(targets, "targets")
             step.note(f"inputs {inputs.shape}, targets {targets.shape}")
             _check_same_rows(inputs, targets)
         return inputs, targets
+
+    def check_numbers(self, data: pd.DataFrame, field: str, categorical: list[str] | None = None) -> None:
+        """Refuse text where the model takes numbers (every column but ``categorical``, if given).
+
+        A column of numbers with a few values that are not (more numbers than not) is named with
+        those values and their lines; a column of text is named with the fix: ``model.categorical``.
+        """
+        from trainyard.core.schemas import FAILING_ROWS_SHOWN, non_numbers
+
+        reader = getattr(self, field)
+        odd, text = [], []
+        for column in data.columns:
+            if categorical is not None and column in categorical:
+                continue
+            found = non_numbers(data[column])
+            if found.empty:
+                continue
+            if 2 * len(found) > data[column].count():
+                text.append(str(column))
+                continue
+            head = found.head(FAILING_ROWS_SHOWN)  # indexed by row position (non_numbers)
+            shown = ", ".join(
+                f"{reader.line(i)}: {v!r}" for i, v in zip(head.index.tolist(), head, strict=True)
+            )
+            more = f" (and {len(found) - FAILING_ROWS_SHOWN} more)" if len(found) > FAILING_ROWS_SHOWN else ""
+            odd.append(f"  - column {column!r}: {shown}{more}")
+        if odd:
+            fix = "correct them, or empty the cells (an empty cell is a missing value)"
+            if categorical is not None:
+                fix += ", or list the column in model.categorical to take its values as categories"
+            lines = "\n".join(odd)
+            raise DataValidationError(
+                f"job.{field}: '{reader.path}' has values that are not numbers in columns of numbers:\n"
+                f"{lines}\n{fix}"
+            )
+        if text and categorical is None:
+            raise ConfigurationError(
+                f"job.{field}: '{reader.path}' has text in {', '.join(map(repr, text))}, and "
+                f"{self.model.estimator} is a regressor, which predicts numbers: choose a classifier"
+            )
+        if text:
+            columns = f"column {text[0]!r}" if len(text) == 1 else f"columns {', '.join(map(repr, text))}"
+            categories = ", ".join([*(categorical or []), *text])
+            dropped = ", ".join([*reader.drop, *text])
+            raise ConfigurationError(
+                f"job.{field}: '{reader.path}' has text in {columns}, which the model takes as numbers: "
+                f"list them as categories (model.categorical: [{categories}]) or leave them out "
+                f"(job.{field}.drop: [{dropped}])"
+            )
 
 
 def _check_same_rows(inputs: pd.DataFrame, targets: pd.DataFrame) -> None:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.signers import InferSigner, SignerKind
-from trainyard.core.splitters import SplitterKind, TrainTestSplitter
+from trainyard.core.splitters import (
+    KFoldSplitter,
+    Splitter,
+    SplitterKind,
+    StratifiedKFoldSplitter,
+    TrainTestSplitter,
+)
 from trainyard.errors import ConfigurationError
 from trainyard.io.logging import get_logger
 from trainyard.io.registers import RegisterKind
@@ -23,7 +30,10 @@ class TrainingJob(SupervisedJob):
     """Train one model, measure it on held-out rows, and log and register it in MLflow."""
 
     KIND: Literal["training"] = "training"
-    splitter: SplitterKind = Field(default_factory=TrainTestSplitter, description="How rows are held out.")
+    splitter: SplitterKind = Field(
+        default_factory=TrainTestSplitter,
+        description="How rows are held out: train_test or time_series (k-fold splitters are for tuning).",
+    )
     signer: SignerKind = Field(default_factory=InferSigner, description="How the model signature is made.")
     saver: SaverKind = Field(default_factory=SklearnSaver, description="How the model is logged.")
     model_register: RegisterKind | None = Field(
@@ -34,6 +44,19 @@ class TrainingJob(SupervisedJob):
         description="Native threads (OpenMP, BLAS) of the fit and the predictions; auto: every usable "
         "core (as the libraries do by default, unless the environment sets fewer).",
     )
+
+    @field_validator("splitter")
+    @classmethod
+    def _one_hold_out(cls, splitter: Splitter) -> Splitter:
+        if isinstance(splitter, KFoldSplitter | StratifiedKFoldSplitter):
+            share = f"test_size: {1 / splitter.n_splits:.2g}"
+            stratify = ", stratify: true" if isinstance(splitter, StratifiedKFoldSplitter) else ""
+            raise ValueError(
+                f"{splitter.KIND} makes {splitter.n_splits} folds, for a tuning job's cross-validation; a "
+                f"training job fits once on one split, and takes train_test or time_series: for the "
+                f"same share of rows held out, {{KIND: train_test, {share}{stratify}}}"
+            )
+        return splitter
 
     def run(self) -> Locals:
         import mlflow
@@ -62,10 +85,11 @@ class TrainingJob(SupervisedJob):
             with self.step("predict") as step:
                 outputs = model.predict(inputs_test)
                 needs_proba = any(metric.needs_proba for metric in self.metrics)
-                probas = model.predict_proba(inputs_test) if needs_proba else None
+                labels = class_labels(targets) if needs_proba else None  # the test rows may lack one
+                probas = model.predict_proba(inputs_test, labels) if needs_proba else None
                 step.note(f"outputs {outputs.shape}")
             with self.step("score") as step:
-                scores = {m.name: m.score(targets_test, outputs, probas) for m in self.metrics}
+                scores = {m.name: m.score(targets_test, outputs, probas, labels) for m in self.metrics}
                 mlflow.log_metrics(scores)
                 step.note(", ".join(f"{name}={value:.4g}" for name, value in scores.items()))
             with self.step("sign") as step:

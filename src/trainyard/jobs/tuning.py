@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from trainyard.core.metrics import Metric
+from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.splitters import KFoldSplitter, SplitterKind
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
 from trainyard.io.logging import get_logger
@@ -134,6 +134,7 @@ class TuningJob(SupervisedJob):
         from trainyard.tuning.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
         from trainyard.tuning.writer import TrialMirror
 
+        self.check_data()  # a missing, empty or folder path stops the job before the study is opened
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
         # The writer would find out only after the trials (MLflow retries a dead server for minutes).
         check_server_reachable(self.mlflow.tracking_uri)
@@ -417,6 +418,8 @@ class _Objective:
         self.job = job
         self.threads = threads
         self.folds = _FoldSlices(inputs, targets, folds)
+        # every class, for the probabilities and scores of folds that lack one
+        self.labels = class_labels(targets) if any(m.needs_proba for m in job.metrics) else None
         self.dimensions = job.searcher.dimensions
         # The journal storage names the worker in the record that creates a trial; a database does not.
         self.names_worker = "://" in job.study.location(job.mlflow.resolved_tracking_uri)
@@ -444,9 +447,9 @@ class _Objective:
                 model.fit(train_inputs, train_targets)
                 fit_time += time.perf_counter() - start
                 outputs = model.predict(test_inputs)
-                probas = model.predict_proba(test_inputs) if any(m.needs_proba for m in metrics) else None
+                probas = model.predict_proba(test_inputs, self.labels) if self.labels is not None else None
                 for metric in metrics:
-                    scores[metric.name].append(metric.score(test_targets, outputs, probas))
+                    scores[metric.name].append(metric.score(test_targets, outputs, probas, self.labels))
                 if pruning:
                     trial.report(float(np.mean(scores[metrics[0].name])), fold)
                     if trial.should_prune():
