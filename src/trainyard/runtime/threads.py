@@ -5,8 +5,8 @@ per core for every fit unless told otherwise. Fits that run at once then share t
 threads than there are cores, and OpenMP's threads spin while they wait for each other: two
 ``trainyard run`` processes on one study of a HistGradientBoosting model took 4 to 6 times as long as
 one process alone, and 3.3 to 5.6 times as long as with this rule (2 cores;
-docs/benchmarks-threads.md). So each fit gets the cores divided among the fits running at once on this host (``threads_per_fit``), unless the job's
-``threads`` setting names a number.
+docs/benchmarks-threads.md). So each fit gets the cores divided among the fits running at once on
+this host (``threads_per_fit``), unless the job's ``threads`` setting names a number.
 
 The rule is one function of numbers the caller counts: a tuning job counts its own trial threads
 (``n_jobs``) and the trials that other live workers of this host run in its study; anything else that
