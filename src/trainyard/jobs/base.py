@@ -25,6 +25,7 @@ from trainyard.io.logging import LoggerService, get_logger
 from trainyard.io.sources import without_credentials
 from trainyard.io.tracking import MlflowService, RunRecord, record_error
 from trainyard.records import CONFIG_FILES_TAG, CONFIG_HASH_TAG, KIND_TAG
+from trainyard.runtime.cancellation import Cancellation
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +67,9 @@ class Job(Component, abc.ABC):
     mlflow: MlflowService = Field(default_factory=MlflowService, description="MLflow tracking service.")
 
     _previous_handlers: dict[int, Any] = PrivateAttr(default_factory=dict)
-    _cancellation: KeyboardInterrupt | None = PrivateAttr(None)  # what a signal asked for
+    # The one request to stop: set by the signal handlers here and in a search, or by whoever runs the
+    # job (a service, a time limit); checked before every step.
+    _cancellation: Cancellation = PrivateAttr(default_factory=Cancellation)
     _config_files: tuple[str, ...] = PrivateAttr(())
 
     def use_config_files(self, paths: Iterable[str | Path]) -> None:
@@ -76,7 +79,6 @@ class Job(Component, abc.ABC):
 
     def __enter__(self) -> Job:
         self.logger.start()
-        self._cancellation = None
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._cancel)
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored (nohup)
@@ -119,14 +121,21 @@ class Job(Component, abc.ABC):
         the cancellation, so the run ends KILLED, not FAILED with a puzzling message.
         """
         if signum == signal.SIGINT:
-            self._cancellation = KeyboardInterrupt("interrupted (Ctrl-C)")
+            reason: KeyboardInterrupt = KeyboardInterrupt("interrupted (Ctrl-C)")
         else:
-            self._cancellation = JobCancelledError("the job was terminated (SIGTERM)")
-        raise self._cancellation
+            reason = JobCancelledError("the job was terminated (SIGTERM)")
+        self._cancellation.cancel(reason)
+        raise reason
+
+    @property
+    def cancellation(self) -> Cancellation:
+        """The job's request to stop: ``cancel()`` it from any thread, and the job stops before its next
+        step (a tuning job: after its running trials, which are recorded)."""
+        return self._cancellation
 
     def _cancelled_instead(self, error: BaseException) -> KeyboardInterrupt | None:
         """The cancellation to raise in place of ``error``, when a signal asked for one that ``error`` hid."""
-        asked = self._cancellation
+        asked = self._cancellation.reason
         if asked is None or isinstance(error, KeyboardInterrupt):
             return None
         return type(asked)(*asked.args)
@@ -211,6 +220,7 @@ class Job(Component, abc.ABC):
         start = time.perf_counter()
         status = console.status(f"{title}...") if console.is_terminal and spinner else nullcontext()
         try:
+            self._cancellation.check()
             with status:
                 yield step
         except BaseException as raised:

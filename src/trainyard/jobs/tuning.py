@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from trainyard.core.models import Model
     from trainyard.core.splitters import Fold
+    from trainyard.runtime.cancellation import Cancellation
     from trainyard.runtime.threads import NativeThreads
     from trainyard.tuning.study_runs import StudyRunSpec
     from trainyard.tuning.writer import TrialMirror
@@ -308,7 +309,7 @@ class TuningJob(SupervisedJob):
                 self.threads, self.searcher.n_jobs, elsewhere=partial(running_on_this_host, study)
             ) as threads,
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
-            _StopOnSignal(study, threads=self.searcher.n_jobs != 1) as stop,
+            _StopOnSignal(study, self.cancellation, threads=self.searcher.n_jobs != 1) as stop,
         ):
 
             def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -359,8 +360,9 @@ class _StopOnSignal:
     main thread, which waits for them, so the next trial to end passes it on (``on_trial_end``).
     """
 
-    def __init__(self, study: optuna.Study, threads: bool = False) -> None:
+    def __init__(self, study: optuna.Study, cancellation: Cancellation, threads: bool = False) -> None:
         self.study = study
+        self.cancellation = cancellation  # a signal sets it; so may whoever runs the job
         self.threads = threads  # n_jobs above 1
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
@@ -381,6 +383,11 @@ class _StopOnSignal:
                 raise JobCancelledError("stopped (second signal); trials running in threads end first")
             raise JobCancelledError("stopped at once (second signal)")
         self.received = signum
+        self.cancellation.cancel(
+            KeyboardInterrupt("interrupted (Ctrl-C) after the running trials were recorded")
+            if signum == signal.SIGINT
+            else JobCancelledError("terminated (SIGTERM) after the running trials were recorded")
+        )
         if self.threads:  # the main thread only waits: trials in other threads cannot be interrupted
             get_logger().warning(
                 "stopping after the running trials (threads cannot be interrupted: the process "
@@ -392,16 +399,13 @@ class _StopOnSignal:
             self.study.stop()
 
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Pass a received signal on to Optuna, from a thread that runs trials."""
-        if self.received is not None:
+        """Pass a request to stop on to Optuna, from a thread that runs trials."""
+        if self.cancellation.requested:
             study.stop()
 
     def raise_if_stopped(self) -> None:
-        """After the search: turn a received signal into the cancellation it asked for."""
-        if self.received == signal.SIGINT:
-            raise KeyboardInterrupt("interrupted (Ctrl-C) after the running trials were recorded")
-        if self.received is not None:
-            raise JobCancelledError("terminated (SIGTERM) after the running trials were recorded")
+        """After the search: raise the cancellation that was asked for (a signal's, or another's)."""
+        self.cancellation.check()
 
 
 class _Objective:
