@@ -313,7 +313,8 @@ def handler(signum, frame):
     raise KeyboardInterrupt
 signal.signal(signal.SIGTERM, handler)
 def slow():
-    (folder / "child-ready").write_text(str(os.getpid()))
+    (folder / "child-ready.tmp").write_text(str(os.getpid()))
+    (folder / "child-ready.tmp").rename(folder / "child-ready")  # seen whole or not at all
     time.sleep(1.0)
     return Figure()
 def last():
