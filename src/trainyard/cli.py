@@ -159,6 +159,7 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
         return 0
     from contextlib import nullcontext
 
+    from trainyard.runtime.signals import cancel_on_signals
     from trainyard.settings import job_class
 
     job_config = data.get("job")
@@ -166,7 +167,7 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
     with kind.started_early() if kind else nullcontext():  # e.g. tuning's MLflow writer
         job = validate(data, layers, allow_import_paths=allow_import_paths).job
         job.use_config_files(files)
-        with job:
+        with cancel_on_signals(job.cancellation), job:  # Ctrl-C and SIGTERM ask the job to stop
             job.run()
     return 0
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import re
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr
 
 from trainyard.core.component import Component
-from trainyard.errors import DataAccessError, JobCancelledError, TrainyardError
+from trainyard.errors import DataAccessError, TrainyardError
 from trainyard.io.alerts import AlertKind, ConsoleAlert, notify_all
 from trainyard.io.console import console
 from trainyard.io.logging import LoggerService, get_logger
@@ -66,9 +64,8 @@ class Job(Component, abc.ABC):
     )
     mlflow: MlflowService = Field(default_factory=MlflowService, description="MLflow tracking service.")
 
-    _previous_handlers: dict[int, Any] = PrivateAttr(default_factory=dict)
-    # The one request to stop: set by the signal handlers here and in a search, or by whoever runs the
-    # job (a service, a time limit); checked before every step.
+    # The one request to stop: set by whoever runs the job (the CLI's signal handlers, a service, a
+    # time limit); checked before every step.
     _cancellation: Cancellation = PrivateAttr(default_factory=Cancellation)
     _config_files: tuple[str, ...] = PrivateAttr(())
 
@@ -79,10 +76,6 @@ class Job(Component, abc.ABC):
 
     def __enter__(self) -> Job:
         self.logger.start()
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._cancel)
-            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored (nohup)
-                self._previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, self._cancel)
         try:
             self.prepare()
         except BaseException as error:  # the tuning job opens its study here: no run to end yet
@@ -91,7 +84,7 @@ class Job(Component, abc.ABC):
             raise
         try:
             self.start_tracking()
-        except BaseException as error:  # Ctrl-C while MLflow loads too: the handlers must be restored
+        except BaseException as error:  # Ctrl-C while MLflow loads too: the logger must stop
             store = without_credentials(self.mlflow.tracking_uri)
             failure: BaseException = (
                 TrainyardError(f"cannot open the MLflow store {store}: {error}")
@@ -106,26 +99,7 @@ class Job(Component, abc.ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous_handlers.items():
-            if handler is not None:  # None: installed outside Python, cannot be put back from here
-                signal.signal(signum, handler)
-        self._previous_handlers.clear()
         self.logger.stop()
-
-    def _cancel(self, signum: int, frame: object) -> None:
-        """Raise the cancellation that Ctrl-C or SIGTERM asks for, and remember it.
-
-        Compiled library code can swallow what a signal handler raises and fail with an error of its
-        own: about 1 in 75 signals sent during a scikit-learn HistGradientBoosting fit came out as a
-        ValueError about a "PEP 3118 buffer format string". The steps turn such an error back into
-        the cancellation, so the run ends KILLED, not FAILED with a puzzling message.
-        """
-        if signum == signal.SIGINT:
-            reason: KeyboardInterrupt = KeyboardInterrupt("interrupted (Ctrl-C)")
-        else:
-            reason = JobCancelledError("the job was terminated (SIGTERM)")
-        self._cancellation.cancel(reason)
-        raise reason
 
     @property
     def cancellation(self) -> Cancellation:
@@ -134,7 +108,13 @@ class Job(Component, abc.ABC):
         return self._cancellation
 
     def _cancelled_instead(self, error: BaseException) -> KeyboardInterrupt | None:
-        """The cancellation to raise in place of ``error``, when a signal asked for one that ``error`` hid."""
+        """The cancellation to raise in place of ``error``, when a signal asked for one that ``error`` hid.
+
+        Compiled library code can swallow what a signal handler raises and fail with an error of its
+        own: about 1 in 75 signals sent during a scikit-learn HistGradientBoosting fit came out as a
+        ValueError about a "PEP 3118 buffer format string". The steps turn such an error back into
+        the cancellation, so the run ends KILLED, not FAILED with a puzzling message.
+        """
         asked = self._cancellation.reason
         if asked is None or isinstance(error, KeyboardInterrupt):
             return None

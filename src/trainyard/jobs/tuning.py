@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import signal
-import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -303,13 +301,14 @@ class TuningJob(SupervisedJob):
         if remaining == 0:
             return
         earlier = {trial.number for trial in study.get_trials(deepcopy=False)}
+        stop = _StopAfterRunningTrials(study, self.cancellation, threads=self.searcher.n_jobs != 1)
         with (
             # each trial's threads: the cores shared by this job's n_jobs and other workers' trials
             NativeThreads(
                 self.threads, self.searcher.n_jobs, elsewhere=partial(running_on_this_host, study)
             ) as threads,
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
-            _StopOnSignal(study, self.cancellation, threads=self.searcher.n_jobs != 1) as stop,
+            self.cancellation.graceful(stop),
         ):
 
             def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -351,43 +350,23 @@ class TuningJob(SupervisedJob):
         return (max if self.objective.direction == "maximize" else min)(front, key=lambda t: t.values[index])
 
 
-class _StopOnSignal:
-    """Ctrl-C or SIGTERM during the search: finish the running trials, record them, then stop.
+class _StopAfterRunningTrials:
+    """A request to stop during the search: finish the running trials, record them, then stop.
 
     Raising inside Optuna's loop can land between a trial's end and its record (leaving it RUNNING),
-    so the first signal only asks the study to stop; a second one interrupts at once. Optuna takes
-    that request only from a thread that runs trials: with ``n_jobs`` above 1 the signal reaches the
-    main thread, which waits for them, so the next trial to end passes it on (``on_trial_end``).
+    so the first request (a signal's, a service's) only asks the study to stop; a second signal
+    interrupts at once. Optuna takes that request only from a thread that runs trials: with ``n_jobs``
+    above 1 a signal reaches the main thread, which waits for them, so the next trial to end passes
+    it on (``on_trial_end``).
     """
 
     def __init__(self, study: optuna.Study, cancellation: Cancellation, threads: bool = False) -> None:
         self.study = study
-        self.cancellation = cancellation  # a signal sets it; so may whoever runs the job
+        self.cancellation = cancellation
         self.threads = threads  # n_jobs above 1
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
-            if self.threads:  # Optuna's pool still joins its threads: the process ends after them
-                raise JobCancelledError("stopped (second signal); trials running in threads end first")
-            raise JobCancelledError("stopped at once (second signal)")
-        self.received = signum
-        self.cancellation.cancel(
-            KeyboardInterrupt("interrupted (Ctrl-C) after the running trials were recorded")
-            if signum == signal.SIGINT
-            else JobCancelledError("terminated (SIGTERM) after the running trials were recorded")
-        )
+    def first_request(self, reason: KeyboardInterrupt) -> KeyboardInterrupt:
+        """Ask the study to stop after its running trials; the reason says they were recorded."""
         if self.threads:  # the main thread only waits: trials in other threads cannot be interrupted
             get_logger().warning(
                 "stopping after the running trials (threads cannot be interrupted: the process "
@@ -397,6 +376,13 @@ class _StopOnSignal:
             get_logger().warning("stopping after the running trial(s); send the signal again to stop now")
         with contextlib.suppress(RuntimeError):  # not in the thread that runs the trials (n_jobs > 1)
             self.study.stop()
+        return type(reason)(f"{reason} after the running trials were recorded")
+
+    def repeated_request(self) -> KeyboardInterrupt:
+        """Stop now (with threads: as soon as Optuna's pool has joined them)."""
+        if self.threads:  # Optuna's pool still joins its threads: the process ends after them
+            return JobCancelledError("stopped (second signal); trials running in threads end first")
+        return JobCancelledError("stopped at once (second signal)")
 
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Pass a request to stop on to Optuna, from a thread that runs trials."""

@@ -9,6 +9,20 @@ cancel a job that runs in another thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+
+class GracefulStop(Protocol):
+    """Work that, asked to stop, finishes what it is doing and stops by itself (a search: its running
+    trials end and are recorded first). It must check the cancellation itself once it can stop."""
+
+    def first_request(self, reason: KeyboardInterrupt) -> KeyboardInterrupt:
+        """Begin stopping; return the reason to record (it may say what is finished first)."""
+
+    def repeated_request(self) -> KeyboardInterrupt:
+        """What to raise at once when asked again, without waiting, while it is stopping."""
 
 
 class Cancellation:
@@ -22,12 +36,37 @@ class Cancellation:
     def __init__(self) -> None:
         self._reason: KeyboardInterrupt | None = None
         self._event = threading.Event()
+        self._graceful: GracefulStop | None = None
 
     def cancel(self, reason: KeyboardInterrupt) -> None:
         """Ask the job to stop at its next check; a later request keeps the first reason."""
         if self._reason is None:
             self._reason = reason
         self._event.set()
+
+    def interrupt(self, reason: KeyboardInterrupt) -> KeyboardInterrupt | None:
+        """A request from someone who could raise at once (a signal handler in the job's thread).
+
+        Returns the exception to raise now, or None when the work in progress stops by itself at its
+        next check (inside ``graceful``): the first such request only asks, a repeated one raises.
+        """
+        stop = self._graceful
+        if stop is None:
+            self.cancel(reason)
+            return type(reason)(*reason.args)
+        if self.requested:
+            return stop.repeated_request()
+        self.cancel(stop.first_request(reason))
+        return None
+
+    @contextmanager
+    def graceful(self, stop: GracefulStop) -> Iterator[None]:
+        """While inside, ``interrupt`` leaves the stopping to ``stop`` (sections nest)."""
+        outer, self._graceful = self._graceful, stop
+        try:
+            yield
+        finally:
+            self._graceful = outer
 
     @property
     def requested(self) -> bool:
