@@ -9,7 +9,7 @@ temporary folder that holds the first 5,000 rows of ../shared/data/bikes/hour.cs
                  DecisionTreeRegressor over KFold(3, shuffle, 42); prints its import and optimize() times
   B  trainyard   trainyard run benchmarks/tuning-bikes.yaml: the same study, journal storage, a new
                  SQLite MLflow store (copied from the store template). The job process never imports
-                 MLflow: the CLI starts the writer process (trainyard.tuning.writer) before the config is
+                 MLflow: the CLI starts the writer process (trainyard.tuning.writer_process) before the config is
                  validated, and it does all MLflow work (opens the store and the parent run with its
                  config and params, logs the lineage of the tables the job sends it, writes a child
                  run per trial id the job sends it, logs the results and plots and ends the parent
@@ -128,8 +128,10 @@ print(json.dumps({"import_s": imported - start, "read_s": ready - imported, "opt
 # What-if launchers: `trainyard run` with one piece of the tuning job patched, in the same process.
 RUN = "import sys\nfrom trainyard.cli import main\nsys.exit(main(sys.argv[1:]))"
 # The writer process exits at once: the job notices it stopped and does all of the MLflow work itself
-# (TrialMirror._runs: its own StudyRuns opens the store and parent run, logs lineage, child runs, results).
-IN_THE_JOB = "import sys, trainyard.tuning.writer as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
+# (InProcessWriter: its own StudyRuns opens the store and parent run, logs lineage, child runs, results).
+IN_THE_JOB = (
+    "import sys, trainyard.tuning.writer_process as m\nm.WRITER_COMMAND = [sys.executable, '-c', 'pass']"
+)
 ONE_SAMPLER = (
     "import trainyard.tuning.searchers as s\n"
     "s.OptunaSearcher.sampler = lambda self: self.sampler_.build(self.sampler_.seed)"
@@ -165,7 +167,7 @@ import cProfile, os, sys
 profiler = cProfile.Profile()
 profiler.enable()
 try:
-    from trainyard.tuning.writer import serve
+    from trainyard.tuning.writer_process import serve
     code = serve(int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
 finally:
     profiler.disable()
@@ -178,7 +180,7 @@ os._exit(code)
 # is gone (then the job's own StudyRuns does the same; the "fallback" rows are 0 otherwise).
 PROFILED = {
     "imports (all `import` statements)": ("importlib._bootstrap", ("_find_and_load",)),
-    "writer process: spawn (Popen, by the CLI before the config is validated)": ("trainyard/tuning/writer.py", ("_spawn",)),
+    "writer process: spawn (Popen, by the CLI before the config is validated)": ("trainyard/tuning/writer_process.py", ("_spawn",)),
     "open study step (TuningJob.prepare: study, claim, writer start)": ("trainyard/jobs/tuning.py", ("prepare",)),
     "  TrialMirror.start (takes the writer, sends it 'open')": ("trainyard/tuning/writer.py", ("start",)),
     "lineage: the tables pickled into the pipe (TrialMirror.log_lineage)": ("trainyard/tuning/writer.py", ("log_lineage",)),
@@ -211,8 +213,8 @@ PROFILED_IN_WRITER = {
     "  parent run election (shared_parent_run)": ("trainyard/tuning/studies.py", ("shared_parent_run",)),
     "  parent run: start, config, params (MlflowService.begin_run)": ("trainyard/io/tracking.py", ("begin_run",)),
     "catch up at start (StudyRuns.catch_up: search_runs, missing trials)": ("trainyard/tuning/study_runs.py", ("catch_up",)),
-    "plotting imports during the search": ("trainyard/tuning/writer.py", ("import_matplotlib", "import_importances")),
-    "  a tiny study's figures drawn during the search": ("trainyard/tuning/writer.py", ("_draw_a_tiny_study",)),
+    "plotting imports during the search": ("trainyard/tuning/writer_process.py", ("import_matplotlib", "import_importances")),
+    "  a tiny study's figures drawn during the search": ("trainyard/tuning/writer_process.py", ("_draw_a_tiny_study",)),
     "log lineage (StudyRuns.log_lineage, mlflow.log_input)": ("trainyard/tuning/study_runs.py", ("log_lineage",)),
     "journal reads (sync with the file)": ("optuna/storages/journal/_storage.py", ("_sync_with_backend",)),
     "child MLflow runs (TrialLogger.write)": ("trainyard/tuning/trials.py", ("write",)),
@@ -497,7 +499,7 @@ def profile(data_lines: list[str], env: dict[str, str]) -> dict[str, Any]:
     output, writer_output = RESULTS / "tuning-trainyard.prof", RESULTS / "tuning-writer.prof"
     writer_output.unlink(missing_ok=True)
     launcher = (  # the job as `trainyard run`, with the writer command wrapped in cProfile
-        "import sys\nimport trainyard.tuning.writer as m\n"
+        "import sys\nimport trainyard.tuning.writer_process as m\n"
         f"m.WRITER_COMMAND = [sys.executable, '-c', {PROFILED_WRITER!r}, {str(writer_output)!r}]\n{RUN}\n"
     )
     with fresh_folder(data_lines) as name:

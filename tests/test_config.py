@@ -318,7 +318,7 @@ def test_a_job_kind_says_what_it_wants_started_before_validation() -> None:
     assert job_class(["tuning"]) is None
     assert isinstance(TrainingJob.started_early(), nullcontext)
     with TuningJob.started_early():  # the writer process, stopped at the end when no job took it
-        from trainyard.tuning import writer
+        from trainyard.tuning import writer_process
 
-        assert len(writer._prestarted) == 1
-    assert writer._prestarted == []
+        assert len(writer_process._prestarted) == 1
+    assert writer_process._prestarted == []

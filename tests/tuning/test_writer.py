@@ -23,7 +23,7 @@ from tests.jobs.test_tuning import (
     tuning,
 )
 from trainyard.cli import main
-from trainyard.tuning import writer as mirror
+from trainyard.tuning import writer_process as mirror
 
 # Trials of a few milliseconds (a tree on 442 rows, random search): the writer process starts.
 SHORT_TRIALS = (
@@ -189,7 +189,7 @@ BROKEN_RESULTS = (
     "import runpy, trainyard.tuning.trials as t\n"
     "def broken(*args, **kwargs):\n    raise RuntimeError('the artifact store is full')\n"
     "t.TrialLogger.log_results = broken\n"
-    "runpy.run_module('trainyard.tuning.writer', run_name='__main__')"
+    "runpy.run_module('trainyard.tuning.writer_process', run_name='__main__')"
 )
 
 
@@ -274,7 +274,7 @@ SPYING_WRITER = (
     "        json.dump({'importances': importances, 'sklearn': 'sklearn' in sys.modules}, seen)\n"
     "    return draw(importances, objective)\n"
     "plots.param_importances = spy\n"
-    "runpy.run_module('trainyard.tuning.writer', run_name='__main__')"
+    "runpy.run_module('trainyard.tuning.writer_process', run_name='__main__')"
 )
 
 

@@ -121,7 +121,7 @@ class TuningJob(SupervisedJob):
     @classmethod
     def started_early(cls) -> AbstractContextManager[None]:
         """The MLflow writer process: it loads MLflow while the config is validated."""
-        from trainyard.tuning.writer import prestarted
+        from trainyard.tuning.writer_process import prestarted
 
         return prestarted()
 
@@ -132,6 +132,7 @@ class TuningJob(SupervisedJob):
         from trainyard.io.tracking import check_server_reachable
         from trainyard.tuning.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
         from trainyard.tuning.writer import TrialMirror
+        from trainyard.tuning.writer_process import ProcessWriter
 
         self.check_data()  # a missing, empty or folder path stops the job before the study is opened
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
@@ -157,7 +158,7 @@ class TuningJob(SupervisedJob):
                 step.note(f"trials {dead} of dead workers marked failed")
         previous_claim = study.user_attrs.get(parent_attr(tracking_uri, claim=True))
         claimed_at = claim_parent(study, tracking_uri)
-        mirror = TrialMirror(self._run_spec(name, claimed_at, previous_claim), study)
+        mirror = TrialMirror(self._run_spec(name, claimed_at, previous_claim), study, preferred=ProcessWriter)
         mirror.start()
         self._opened = (study, mirror)
 
