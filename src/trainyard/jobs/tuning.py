@@ -232,7 +232,7 @@ class TuningJob(SupervisedJob):
             record=self.run_record({STUDY_TAG: name}),  # its source: the job's, not the writer's
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
-            spare_core=usable_cores() > self.searcher.n_jobs,
+            spare_core=usable_cores() > self.searcher.executor().at_once,
             previous_claim=str(previous_claim) if previous_claim else None,
         )
 
@@ -302,11 +302,12 @@ class TuningJob(SupervisedJob):
         if remaining == 0:
             return
         earlier = {trial.number for trial in study.get_trials(deepcopy=False)}
-        stop = _StopAfterRunningTrials(study, self.cancellation, threads=self.searcher.n_jobs != 1)
+        executor = self.searcher.executor()
+        stop = _StopAfterRunningTrials(study, self.cancellation, threads=executor.trials_in_other_threads)
         with (
-            # each trial's threads: the cores shared by this job's n_jobs and other workers' trials
+            # each trial's threads: the cores shared by this job's trials and other workers' trials
             NativeThreads(
-                self.threads, self.searcher.n_jobs, elsewhere=partial(running_on_this_host, study)
+                self.threads, executor.at_once, elsewhere=partial(running_on_this_host, study)
             ) as threads,
             TrialProgress(study, budget, self.objective, self.metrics) as progress,
             self.cancellation.graceful(stop),
@@ -320,12 +321,11 @@ class TuningJob(SupervisedJob):
                 progress.on_trial_end(study, trial)
                 stop.on_trial_end(study, trial)
 
-            study.optimize(
+            executor.search(
+                study,
                 _Objective(self, inputs, targets, folds, threads),
                 n_trials=remaining,
                 timeout=self.searcher.timeout,
-                n_jobs=self.searcher.n_jobs,
-                catch=(Exception,),
                 callbacks=[on_trial_end],
             )
         stop.raise_if_stopped()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainyard.core.component import Component, default_kind
+from trainyard.tuning.executors import ThreadTrials, TrialExecutor
 from trainyard.tuning.spaces import Dimension, check_yaml_cuts, grid_size, parse_space
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ class Searcher(Component, abc.ABC):
     def budget(self) -> int | None:
         """The number of trials to reach (None: until the timeout)."""
         return self.n_trials
+
+    def executor(self) -> TrialExecutor:
+        """Where the trials run: ``n_jobs`` threads of this process."""
+        return ThreadTrials(self.n_jobs)
 
     @abc.abstractmethod
     def sampler(self) -> BaseSampler:
