@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from trainyard import __version__
-from trainyard.errors import TrainyardError
+from trainyard.config import load_layers, resolve, validate
+from trainyard.core.estimators import IMPORT_PATHS_ENV
+from trainyard.errors import ConfigurationError, TrainyardError
+from trainyard.io.examples import write_example_data
+from trainyard.runtime.signals import cancel_on_signals
 
 EPILOG = """examples:
   trainyard example-data
@@ -106,8 +110,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(text)
         return 0
     if args.command == "example-data":
-        from trainyard.io.examples import write_example_data
-
         for path in write_example_data(args.out):
             print(path)
         return 0
@@ -117,9 +119,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _env_allows_import_paths() -> bool:
     """TRAINYARD_ALLOW_IMPORT_PATHS: 1/true/yes allow, 0/false/no/empty refuse, anything else is an error."""
     import os
-
-    from trainyard.core.estimators import IMPORT_PATHS_ENV
-    from trainyard.errors import ConfigurationError
 
     value = os.environ.get(IMPORT_PATHS_ENV, "").strip().lower()
     if value in {"", "0", "false", "no"}:
@@ -143,7 +142,6 @@ def _run(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> in
 
 
 def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> int:
-    from trainyard.config import load_layers, resolve, validate
 
     files = [a for a in arguments if ("=" not in a and not a.startswith("~")) or Path(a).is_file()]
     overrides = [a for a in arguments if a not in files]
@@ -159,7 +157,6 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
         return 0
     from contextlib import nullcontext
 
-    from trainyard.runtime.signals import cancel_on_signals
     from trainyard.settings import job_class
 
     job_config = data.get("job")

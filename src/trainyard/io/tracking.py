@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr
 
 from trainyard.core.component import Component
 from trainyard.errors import TrainyardError
+from trainyard.io.logging import get_logger
 from trainyard.io.sources import GIT_TAGS, source_tags, without_credentials
 from trainyard.records import ERROR_TAG
 
@@ -99,8 +100,6 @@ class MlflowService(Component):
         """
         from mlflow import MlflowClient
         from mlflow.entities import Param, RunTag
-
-        from trainyard.io.logging import get_logger
 
         client = MlflowClient()
         tags = {**self.tags, **record.tags}
@@ -211,8 +210,6 @@ def record_error(run_id: str, description: str, details: str) -> None:
         client.set_tag(run_id, ERROR_TAG, description[:5000])
         client.log_text(run_id, details, "error.txt")
     except Exception as logging_error:  # the original error matters more than this one
-        from trainyard.io.logging import get_logger
-
         get_logger().warning("could not record the error on the MLflow run: %s", logging_error)
 
 
@@ -267,8 +264,6 @@ def store_template() -> Path | None:
             if not template.exists():
                 _build_template(template)
     except Exception as error:  # a read-only home, an MLflow without this internal: migrate in place
-        from trainyard.io.logging import get_logger
-
         get_logger().debug("no MLflow store template (%s): the store is migrated in place", error)
         return None
     return template

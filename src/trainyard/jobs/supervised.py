@@ -8,7 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
-from trainyard.core.schemas import DataSchemas
+from trainyard.core.schemas import FAILING_ROWS_SHOWN, DataSchemas, non_numbers
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
@@ -110,7 +110,6 @@ class SupervisedJob(Job):
         A column of numbers with a few values that are not (more numbers than not) is named with
         those values and their lines; a column of text is named with the fix: ``model.categorical``.
         """
-        from trainyard.core.schemas import FAILING_ROWS_SHOWN, non_numbers
 
         reader = getattr(self, field)
         odd, text = [], []

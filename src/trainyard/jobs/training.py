@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from trainyard.core.estimators import is_import_path
 from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.signers import InferSigner, SignerKind
@@ -23,7 +24,8 @@ from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
-from trainyard.runtime.threads import AUTO, Threads
+from trainyard.runtime.threads import AUTO, NativeThreads, Threads
+from trainyard.tuning.tuned import load_tuned_params
 
 
 class TrainingJob(SupervisedJob):
@@ -60,8 +62,6 @@ class TrainingJob(SupervisedJob):
 
     def run(self) -> Locals:
         import mlflow
-
-        from trainyard.runtime.threads import NativeThreads
 
         with self.tracked_run() as run, NativeThreads(self.threads, unit="fit"):
             model = self.model
@@ -116,9 +116,6 @@ class TrainingJob(SupervisedJob):
 def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
     """``model`` with the tuned parameters under its own, validated like any config."""
     from pydantic import ValidationError
-
-    from trainyard.core.estimators import is_import_path
-    from trainyard.tuning.tuned import load_tuned_params
 
     assert model.params_from is not None
     tuned = load_tuned_params(model.params_from, tracking_uri)

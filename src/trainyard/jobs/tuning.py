@@ -22,13 +22,26 @@ from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.splitters import KFoldSplitter, SplitterKind
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
 from trainyard.io.logging import get_logger
-from trainyard.jobs.base import Locals
+from trainyard.io.tracking import check_server_reachable
+from trainyard.jobs.base import Locals, describe, ending_status
 from trainyard.jobs.supervised import SupervisedJob
-from trainyard.records import ERROR_ATTR, FOLDS_ATTR, METRICS_ATTR, WORKER_ATTR, worker_token
-from trainyard.runtime.threads import AUTO, Threads
+from trainyard.records import ERROR_ATTR, FOLDS_ATTR, METRICS_ATTR, STUDY_TAG, WORKER_ATTR, worker_token
+from trainyard.runtime.processes import usable_cores
+from trainyard.runtime.threads import AUTO, NativeThreads, Threads
+from trainyard.tuning.progress import TrialProgress
 from trainyard.tuning.searchers import SearcherKind
 from trainyard.tuning.spaces import check_space
-from trainyard.tuning.studies import StudyStorage
+from trainyard.tuning.studies import (
+    StudyStorage,
+    claim_parent,
+    fail_trials_of_dead_workers,
+    finished_trials,
+    parent_attr,
+    running_on_this_host,
+)
+from trainyard.tuning.study_runs import StudyRunSpec
+from trainyard.tuning.writer import TrialMirror
+from trainyard.tuning.writer_process import ProcessWriter, prestarted
 
 if TYPE_CHECKING:
     import optuna
@@ -121,18 +134,12 @@ class TuningJob(SupervisedJob):
     @classmethod
     def started_early(cls) -> AbstractContextManager[None]:
         """The MLflow writer process: it loads MLflow while the config is validated."""
-        from trainyard.tuning.writer_process import prestarted
 
         return prestarted()
 
     def prepare(self) -> None:
         """Open the study, claim its parent run and start the MLflow writer: the job never loads MLflow."""
         import optuna
-
-        from trainyard.io.tracking import check_server_reachable
-        from trainyard.tuning.studies import claim_parent, fail_trials_of_dead_workers, parent_attr
-        from trainyard.tuning.writer import TrialMirror
-        from trainyard.tuning.writer_process import ProcessWriter
 
         self.check_data()  # a missing, empty or folder path stops the job before the study is opened
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by TrialProgress
@@ -172,7 +179,6 @@ class TuningJob(SupervisedJob):
         super().__exit__(*exc)
 
     def run(self) -> Locals:
-        from trainyard.jobs.base import describe, ending_status
 
         if self._opened is None:
             self.prepare()
@@ -219,9 +225,6 @@ class TuningJob(SupervisedJob):
         return locals()
 
     def _run_spec(self, name: str, claimed_at: float | None, previous_claim: object = None) -> StudyRunSpec:
-        from trainyard.records import STUDY_TAG
-        from trainyard.runtime.processes import usable_cores
-        from trainyard.tuning.study_runs import StudyRunSpec
 
         return StudyRunSpec(
             mlflow=self.mlflow.model_dump(),
@@ -294,9 +297,6 @@ class TuningJob(SupervisedJob):
         mirror: TrialMirror,
         budget: int | None,
     ) -> None:
-        from trainyard.runtime.threads import NativeThreads
-        from trainyard.tuning.progress import TrialProgress
-        from trainyard.tuning.studies import running_on_this_host
 
         remaining = None if budget is None else max(0, budget - _count_finished(study))
         if remaining == 0:
@@ -552,7 +552,6 @@ def _suggest(trial: optuna.Trial, name: str, dimension: Any) -> Any:
 
 
 def _count_finished(study: optuna.Study) -> int:
-    from trainyard.tuning.studies import finished_trials
 
     return len(finished_trials(study))
 

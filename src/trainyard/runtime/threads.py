@@ -26,6 +26,7 @@ import annotated_types
 from pydantic import BeforeValidator
 
 from trainyard.io.logging import get_logger
+from trainyard.runtime.processes import usable_cores
 
 if TYPE_CHECKING:
     from threadpoolctl import ThreadpoolController
@@ -128,7 +129,6 @@ class NativeThreads:
         unit: str = "trial",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from trainyard.runtime.processes import usable_cores
 
         self.setting = setting
         self.here = here

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from trainyard.io.console import console
 from trainyard.io.logging import get_logger
 from trainyard.records import ERROR_ATTR
+from trainyard.tuning.studies import finished_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -33,8 +34,6 @@ class TrialProgress:
 
     def __enter__(self) -> TrialProgress:
         from optuna.trial import TrialState
-
-        from trainyard.tuning.studies import finished_trials
 
         done = len(finished_trials(self.study))
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

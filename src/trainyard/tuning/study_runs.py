@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
+from trainyard.io.logging import get_logger
+from trainyard.io.sources import without_credentials
 from trainyard.io.tracking import MlflowService, RunRecord, absolute_sqlite_uri, record_error
 from trainyard.records import CLAIM_TAG, STORAGE_TAG, STUDY_TAG, token_alive
+from trainyard.tuning.studies import StudyStorage, others_running, parent_attr, shared_parent_run
+from trainyard.tuning.trials import TrialLogger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,15 +72,9 @@ class StudyRuns:
         """
         from mlflow import MlflowClient
 
-        from trainyard.io.logging import get_logger
-        from trainyard.tuning.studies import parent_attr, shared_parent_run
-        from trainyard.tuning.trials import TrialLogger
-
         try:
             self.service.start()
         except Exception as error:
-            from trainyard.io.sources import without_credentials
-
             raise TrainyardError(
                 f"cannot open the MLflow store {without_credentials(self.service.tracking_uri)}: {error}"
             ) from error
@@ -170,7 +168,6 @@ class StudyRuns:
         A run that another live worker still uses (``shared``; checked when not given) stays RUNNING
         after a success: the last one ends it. Returns the status the run was left in.
         """
-        from trainyard.io.logging import get_logger
 
         parent = self._parent()
         if error is not None:
@@ -183,8 +180,6 @@ class StudyRuns:
 
     def shared(self) -> bool:
         """Whether another live worker still runs trials of the study (it concludes after this one)."""
-        from trainyard.io.logging import get_logger
-        from trainyard.tuning.studies import others_running
 
         try:
             return others_running(self._study(), self.spec.owner)
@@ -224,8 +219,6 @@ class StudyRuns:
         """Names the study's storage without spelling it out (a database URL may hold a password)."""
         import hashlib
 
-        from trainyard.tuning.studies import StudyStorage
-
         location = StudyStorage.model_validate(self.spec.storage).location(self.service.resolved_tracking_uri)
         # the same file, however the config spells it: relative to the folder the job runs in
         location = absolute_sqlite_uri(location) if "://" in location else str(Path(location).resolve())
@@ -239,8 +232,6 @@ class StudyRuns:
     def _study(self) -> optuna.Study:
         if self.study is None:
             import optuna
-
-            from trainyard.tuning.studies import StudyStorage
 
             optuna.logging.set_verbosity(optuna.logging.ERROR)
             storage = StudyStorage.model_validate(self.spec.storage).open(self.service.resolved_tracking_uri)

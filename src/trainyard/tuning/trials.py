@@ -23,6 +23,8 @@ from trainyard.records import (
     token_alive,
     worker_token,
 )
+from trainyard.tuning.plots import figures, save_figures
+from trainyard.tuning.results_table import results_table
 from trainyard.tuning.studies import finished_trials
 
 if TYPE_CHECKING:
@@ -146,8 +148,6 @@ class TrialLogger:
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import RunTag
 
-        from trainyard.tuning.results_table import results_table
-
         now = _ms(best.datetime_complete)
         # Tags, not params: a resumed or shared study finds a better trial later, and params are immutable.
         tags = [RunTag(f"best.{key}", str(value)[:500]) for key, value in best.params.items()]
@@ -188,7 +188,6 @@ def _log_plots(
     importances: Callable[[], Importances] | None,
 ) -> None:
     """Optimization history, parallel coordinates and parameter importances (first objective)."""
-    from trainyard.tuning.plots import figures, save_figures
 
     with tempfile.TemporaryDirectory() as folder:
         makers = figures(study, names[0], importances)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, ResourceNotFoundError
+from trainyard.io.tracking import CONFIG_ARTIFACT
+from trainyard.tuning.studies import StudyStorage, local_file, parent_attr
 
 if TYPE_CHECKING:
     from trainyard.core.models import TunedParams
@@ -39,8 +41,6 @@ def _model_of_run(run_id: str) -> dict[str, Any] | None:
     import yaml
     from mlflow.exceptions import MlflowException
 
-    from trainyard.io.tracking import CONFIG_ARTIFACT
-
     try:
         config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/{CONFIG_ARTIFACT}"))
     except (MlflowException, OSError, yaml.YAMLError):
@@ -73,8 +73,6 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> Tuned:
     import optuna
     from pydantic import ValidationError
 
-    from trainyard.tuning.studies import StudyStorage, local_file
-
     try:
         where = StudyStorage(name=name, storage=storage)
     except ValidationError as error:
@@ -93,7 +91,6 @@ def _from_study(name: str, storage: str | None, tracking_uri: str) -> Tuned:
             f"job.model.params_from.study: no study {name!r} in {where.location(tracking_uri)}; "
             f"studies there: {', '.join(known) or 'none'}"
         ) from None
-    from trainyard.tuning.studies import parent_attr
 
     parent = study.user_attrs.get(parent_attr(tracking_uri))
     if len(study.directions) > 1:

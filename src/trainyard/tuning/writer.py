@@ -20,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from trainyard.errors import TrainingJobError
 from trainyard.io.logging import get_logger
+from trainyard.records import WORKER_ATTR
+from trainyard.tuning.plots import importances
+from trainyard.tuning.study_runs import StudyRuns
 
 if TYPE_CHECKING:
     import optuna
@@ -52,7 +56,6 @@ class MirrorReport:
 
     def count(self, trials: list[FrozenTrial], owner: str) -> None:
         """Count trials written by a reconciliation: this job's own, or left missing by earlier runs."""
-        from trainyard.records import WORKER_ATTR
 
         own = sum(trial.user_attrs.get(WORKER_ATTR) == owner for trial in trials)
         self.written += own
@@ -137,8 +140,6 @@ class InProcessWriter(RunWriter):
     def _opened(self) -> StudyRuns:
         """MLflow and the parent run, opened (with the lineage, and caught up) on first use."""
         if self._runs is None:
-            from trainyard.tuning.study_runs import StudyRuns
-
             started = time.perf_counter()
             runs = StudyRuns(self.spec, self.study)
             try:
@@ -218,8 +219,6 @@ class TrialMirror:
         importances = self._importances if self.spec.plots else None
         report = self._call(lambda writer: writer.finish(best, importances))
         if report.error is not None:
-            from trainyard.errors import TrainingJobError
-
             raise TrainingJobError(f"logging the study's results to MLflow failed: {report.error}")
         return report
 
@@ -256,7 +255,6 @@ class TrialMirror:
 
     def _importances(self) -> Importances | str:
         """The parameter importances for the writer's figure, or why there are none."""
-        from trainyard.tuning.plots import importances
 
         try:
             return importances(self.study)

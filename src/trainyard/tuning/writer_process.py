@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
+from trainyard.errors import JobCancelledError
 from trainyard.io.logging import get_logger
 from trainyard.runtime.processes import parent_death_tie
+from trainyard.tuning.plots import figures
+from trainyard.tuning.study_runs import StudyRuns
 from trainyard.tuning.writer import ImportancesOrReason, MirrorReport, RunWriter, WriterGone
 
 if TYPE_CHECKING:
@@ -194,7 +197,6 @@ class ProcessWriter(RunWriter):
         A first Ctrl-C or SIGTERM here is the first one while the writer ends the run: it is only
         announced (the figure is skipped), and the next one stops both.
         """
-        from trainyard.errors import JobCancelledError
 
         if importances is None:
             return None
@@ -249,7 +251,6 @@ class ProcessWriter(RunWriter):
 def _await_report(replies: IO[bytes], announced: bool = False) -> Any:
     """The writer's report; a first interruption while waiting is only announced (``announced``: one
     was already)."""
-    from trainyard.errors import JobCancelledError
 
     if not announced:
         try:
@@ -308,8 +309,6 @@ def serve(parent: int, messages: IO[bytes], replies: IO[bytes]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's: it stops, then ends the run
     inbox = _drain(messages)
     import mlflow  # noqa: F401  (the heavy imports, while the job does its own)
-
-    from trainyard.tuning.study_runs import StudyRuns
 
     report = MirrorReport()
     _collect_logs(report.messages)
@@ -442,8 +441,6 @@ def _draw_a_tiny_study() -> None:
     import io
 
     import optuna
-
-    from trainyard.tuning.plots import figures
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line for the throw-away
     try:
