@@ -859,7 +859,11 @@ def test_repeated_signals_with_threads_leave_the_run_killed(workdir: Path, track
     while time.monotonic() < deadline:
         time.sleep(0.3)
         journal = workdir / "optuna-journal.log"
-        if journal.exists() and any(t.state.is_finished() for t in study_of(workdir).trials):
+        if (  # the journal file exists a moment before its first record (the study) is in it
+            journal.exists()
+            and journal.stat().st_size > 0
+            and any(t.state.is_finished() for t in study_of(workdir).trials)
+        ):
             break
     for _ in range(3):
         process.send_signal(signal.SIGINT)

@@ -26,7 +26,7 @@ import annotated_types
 from pydantic import BeforeValidator
 
 from trainyard.io.logging import get_logger
-from trainyard.runtime.processes import usable_cores
+from trainyard.runtime import processes
 
 if TYPE_CHECKING:
     from threadpoolctl import ThreadpoolController
@@ -132,7 +132,7 @@ class NativeThreads:
 
         self.setting = setting
         self.here = here
-        self.cores = cores if cores is not None else usable_cores()
+        self.cores = cores if cores is not None else processes.usable_cores()
         self.unit = unit
         self._elsewhere = elsewhere if setting == AUTO else None
         self._clock = clock

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from trainyard.errors import TrainingJobError
 from trainyard.io.logging import get_logger
 from trainyard.records import WORKER_ATTR
-from trainyard.tuning.plots import importances
+from trainyard.tuning import plots
 from trainyard.tuning.study_runs import StudyRuns
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ class TrialMirror:
         """The parameter importances for the writer's figure, or why there are none."""
 
         try:
-            return importances(self.study)
+            return plots.importances(self.study)
         except Exception as error:  # e.g. fewer than two completed trials: the figure is skipped
             return str(error) or type(error).__name__
 
