@@ -17,6 +17,10 @@ CONFIG_HASH_TAG = "trainyard.config_hash"  # a digest of the resolved config
 KIND_TAG = "trainyard.kind"  # the job's KIND
 CONFIG_FILES_TAG = "trainyard.config_files"  # the config files the job was merged from
 ERROR_TAG = "trainyard.error"  # why the run failed (also on a failed trial's child run)
+HOLDOUT_TAG = "trainyard.holdout"  # the test hold-out's definition (JSON), on a run that set rows aside
+DATA_DIGEST_TAG = "trainyard.data_digest"  # a fingerprint of all the rows the run read (inputs, targets)
+TEST_DIGEST_TAG = "trainyard.test_digest"  # a fingerprint of the test rows it held out
+TEST_ROWS_TAG = "trainyard.test_rows"  # how many rows it held out
 
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs

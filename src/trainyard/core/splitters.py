@@ -153,6 +153,72 @@ class StratifiedKFoldSplitter(_Folds):
     KIND: Literal["stratified_kfold"] = "stratified_kfold"
 
 
+class Holdout(Component):
+    """Rows set aside before any split, for an evaluation job: training and tuning never see them.
+
+    Recomputable: the same definition on the same rows gives the same test rows (a fixed seed, or the
+    time order), so an evaluation can prove its test rows were unseen (``fingerprint``).
+    """
+
+    size: float = Field(0.2, gt=0.0, lt=1.0, description="Fraction of rows held out as the test part.")
+    order: Literal["random", "time"] = Field(
+        "random", description="random: a seeded draw; time: the most recent rows (rows are in time order)."
+    )
+    seed: int = Field(42, description="Seed of the random draw (fixed, so the split can be recomputed).")
+    stratify: bool = Field(False, description="Keep the class proportions of the target (random order).")
+
+    @model_validator(mode="after")
+    def _stratify_random_only(self) -> Holdout:
+        if self.stratify and self.order == "time":
+            raise ValueError("stratify needs order: random (time-ordered test rows are the newest ones)")
+        return self
+
+    def split(self, inputs: pd.DataFrame, targets: pd.DataFrame) -> Fold:
+        """(rest, test) row positions, both sorted; the rest is what training or tuning may use."""
+        import numpy as np
+        from sklearn.model_selection import train_test_split
+
+        rows = len(inputs)
+        test_rows = round(rows * self.size)
+        if test_rows < 1 or test_rows >= rows:
+            raise ConfigurationError(
+                f"job.holdout: {rows} rows cannot give a test part of size {self.size} and rows to train on"
+            )
+        if self.order == "time":
+            return np.arange(rows - test_rows), np.arange(rows - test_rows, rows)
+        try:
+            rest, test = train_test_split(
+                np.arange(rows),
+                test_size=test_rows,
+                random_state=self.seed,
+                stratify=targets.iloc[:, 0] if self.stratify else None,
+            )
+        except ValueError as error:
+            raise ConfigurationError(f"job.holdout: cannot hold out test rows: {error}") from error
+        return np.sort(rest), np.sort(test)
+
+
+def fingerprint(inputs: pd.DataFrame, targets: pd.DataFrame, rows: Index | None = None) -> str:
+    """A digest of rows (all, or the positions ``rows``): their positions, column names and values.
+
+    Equal digests mean the same rows with the same content in the same places; any changed value,
+    added, removed or reordered row changes it.
+    """
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    table = pd.concat([inputs.reset_index(drop=True), targets.reset_index(drop=True)], axis=1)
+    positions = np.arange(len(table)) if rows is None else np.asarray(rows)
+    chosen = table.iloc[positions]
+    digest = hashlib.sha256()
+    digest.update(repr(list(map(str, table.columns))).encode())
+    digest.update(np.asarray(positions, dtype=np.int64).tobytes())
+    digest.update(pd.util.hash_pandas_object(chosen, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 SplitterKind = Annotated[
     TrainTestSplitter | TimeSeriesSplitter | KFoldSplitter | StratifiedKFoldSplitter,
     Field(discriminator="KIND"),

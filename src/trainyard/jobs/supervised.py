@@ -9,9 +9,11 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import ModelKind
 from trainyard.core.schemas import FAILING_ROWS_SHOWN, DataSchemas, non_numbers
+from trainyard.core.splitters import Holdout, fingerprint
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
+from trainyard.records import DATA_DIGEST_TAG, HOLDOUT_TAG, TEST_DIGEST_TAG, TEST_ROWS_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +29,11 @@ class SupervisedJob(Job):
     )
     model: ModelKind = Field(description="The model to fit.")
     metrics: list[MetricKind] = Field(min_length=1, description="Scores computed on held-out rows.")
+    holdout: Holdout | None = Field(
+        None,
+        description="Rows set aside as the test part before any split, for an evaluation job: never "
+        "trained on or tuned on (unset: none; the splitter's held-out rows are the validation part).",
+    )
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -65,6 +72,8 @@ class SupervisedJob(Job):
             raise ValueError(
                 f"splitter: stratifying needs classes, and {self.model.estimator} is a regressor"
             )
+        if self.holdout is not None and self.holdout.stratify and not self.model.is_classifier:
+            raise ValueError(f"holdout: stratifying needs classes, and {self.model.estimator} is a regressor")
         return self
 
     def prepare(self) -> None:
@@ -91,6 +100,24 @@ class SupervisedJob(Job):
             mlflow.log_input(targets_lineage, context="targets")
             step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
         return inputs, targets
+
+    def hold_out(
+        self, inputs: pd.DataFrame, targets: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+        """The rows training or tuning may use, and the tags that record the test rows set aside (the
+        hold-out's definition, fingerprints of all rows and of the test rows); all rows without one."""
+        import json
+
+        if self.holdout is None:
+            return inputs, targets, {}
+        rest, test = self.holdout.split(inputs, targets)
+        tags = {
+            HOLDOUT_TAG: json.dumps(self.holdout.model_dump(), sort_keys=True),
+            DATA_DIGEST_TAG: fingerprint(inputs, targets),
+            TEST_DIGEST_TAG: fingerprint(inputs, targets, test),
+            TEST_ROWS_TAG: str(len(test)),
+        }
+        return inputs.iloc[rest], targets.iloc[rest], tags
 
     def read_inputs_and_targets(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Read and validate inputs and targets (a step)."""

@@ -24,6 +24,7 @@ from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
 from trainyard.jobs.supervised import SupervisedJob
+from trainyard.records import TEST_ROWS_TAG
 from trainyard.runtime.threads import AUTO, NativeThreads, Threads
 from trainyard.tuning.tuned import load_tuned_params
 
@@ -71,6 +72,11 @@ class TrainingJob(SupervisedJob):
                     mlflow.log_params({f"tuned.{k}": str(v)[:500] for k, v in model.params.items()})
                     step.note(", ".join(f"{k}={v}" for k, v in model.params.items()))
             inputs, targets = self.read_data()
+            if self.holdout is not None:
+                with self.step("hold out test rows") as step:
+                    inputs, targets, tags = self.hold_out(inputs, targets)
+                    mlflow.set_tags(tags)
+                    step.note(f"{tags[TEST_ROWS_TAG]} test rows set aside, {len(inputs)} left")
             with self.step("split") as step:
                 train_index, test_index = self.splitter.split(inputs, targets)
                 inputs_train, inputs_test = inputs.iloc[train_index], inputs.iloc[test_index]

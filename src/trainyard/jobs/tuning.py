@@ -25,8 +25,16 @@ from trainyard.io.logging import get_logger
 from trainyard.io.tracking import check_server_reachable
 from trainyard.jobs.base import Locals, describe, ending_status
 from trainyard.jobs.supervised import SupervisedJob
-from trainyard.records import ERROR_ATTR, FOLDS_ATTR, METRICS_ATTR, STUDY_TAG, WORKER_ATTR, worker_token
-from trainyard.runtime.processes import usable_cores
+from trainyard.records import (
+    ERROR_ATTR,
+    FOLDS_ATTR,
+    METRICS_ATTR,
+    STUDY_TAG,
+    TEST_ROWS_TAG,
+    WORKER_ATTR,
+    worker_token,
+)
+from trainyard.runtime import processes
 from trainyard.runtime.threads import AUTO, NativeThreads, Threads
 from trainyard.tuning.progress import TrialProgress
 from trainyard.tuning.searchers import SearcherKind
@@ -190,6 +198,10 @@ class TuningJob(SupervisedJob):
             try:
                 inputs, targets = self.read_inputs_and_targets()
                 mirror.log_lineage([(self.inputs, inputs, "inputs"), (self.targets, targets, "targets")])
+                if self.holdout is not None:  # its definition is in the run's params and config
+                    with self.step("hold out test rows") as step:
+                        inputs, targets, tags = self.hold_out(inputs, targets)
+                        step.note(f"{tags[TEST_ROWS_TAG]} test rows set aside, {len(inputs)} left")
                 with self.step("make folds") as step:
                     folds = self.splitter.folds(inputs, targets)
                     step.note(f"{len(folds)} folds, test sizes {[len(test) for _, test in folds]}")
@@ -235,7 +247,7 @@ class TuningJob(SupervisedJob):
             record=self.run_record({STUDY_TAG: name}),  # its source: the job's, not the writer's
             metric_names=[m.name for m in self.metrics],
             plots=self.plots,
-            spare_core=usable_cores() > self.searcher.executor().at_once,
+            spare_core=processes.usable_cores() > self.searcher.executor().at_once,
             previous_claim=str(previous_claim) if previous_claim else None,
         )
 
