@@ -152,8 +152,13 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
     if dry_run:
         import yaml
 
+        from trainyard.jobs.base import Job
+
         job = validate(data, layers, allow_import_paths=allow_import_paths).job
         print(yaml.safe_dump(job.resolved_config(), sort_keys=False), end="")
+        if type(job).preview is not Job.preview:  # e.g. a promotion's decision, made but not applied
+            with job:
+                print(job.preview())
         return 0
     from contextlib import nullcontext
 

@@ -21,6 +21,14 @@ HOLDOUT_TAG = "trainyard.holdout"  # the test hold-out's definition (JSON), on a
 DATA_DIGEST_TAG = "trainyard.data_digest"  # a fingerprint of all the rows the run read (inputs, targets)
 TEST_DIGEST_TAG = "trainyard.test_digest"  # a fingerprint of the test rows it held out
 TEST_ROWS_TAG = "trainyard.test_rows"  # how many rows it held out
+DECISION_TAG = "trainyard.decision"  # on a promotion run: promote or keep
+# On a registered model: the last promotion decision (JSON), and one tag per alias move
+# (``<ALIAS_MOVE_TAG>.<alias>.<UTC time>``: "v1 -> v2 by run ...: why"); on its versions, when they
+# took the alias (PROMOTED_TAG) and when they lost it (DEMOTED_TAG).
+LAST_DECISION_TAG = "trainyard.last_decision"
+ALIAS_MOVE_TAG = "trainyard.alias_move"
+PROMOTED_TAG = "trainyard.promoted"
+DEMOTED_TAG = "trainyard.demoted"
 
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs

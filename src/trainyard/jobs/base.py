@@ -134,6 +134,11 @@ class Job(Component, abc.ABC):
         """Open MLflow for the job's run (a job that hands its MLflow work to another process does not)."""
         self.mlflow.start()
 
+    def preview(self) -> str | None:
+        """What ``run`` would do, computed without changing anything, for ``--dry-run`` to print after
+        the config (None: the config says it all). Called inside the job's context (MLflow open)."""
+        return None
+
     @abc.abstractmethod
     def run(self) -> Locals:
         """Run the job's steps; return its local variables."""
