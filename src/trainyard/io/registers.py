@@ -10,6 +10,7 @@ from trainyard.core.component import Component
 from trainyard.errors import ModelRegistryError
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
 
@@ -29,11 +30,7 @@ class MlflowRegister(Component):
 
         client = MlflowClient()
         try:
-            try:
-                client.create_registered_model(self.name)
-            except MlflowException as error:
-                if error.error_code not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
-                    raise
+            ensure_registered_model(client, self.name)
             version = client.create_model_version(
                 self.name,
                 source=model.model_uri,
@@ -51,3 +48,14 @@ class MlflowRegister(Component):
 
 
 RegisterKind = MlflowRegister
+
+
+def ensure_registered_model(client: MlflowClient, name: str) -> None:
+    """Create the registered model ``name`` unless it exists (MLflow's errors otherwise propagate)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
+            raise

@@ -19,6 +19,7 @@ from trainyard.core.metrics import Metric
 from trainyard.errors import ResourceNotFoundError, TrainingJobError
 from trainyard.io.candidates import Candidate, CandidatesKind, RunCandidates
 from trainyard.io.logging import get_logger
+from trainyard.io.registers import ensure_registered_model
 from trainyard.jobs.base import Job, Locals
 from trainyard.lifecycle.decision import Decision, Direction, Policy, Scored, decide
 from trainyard.records import ALIAS_MOVE_TAG, DECISION_TAG, DEMOTED_TAG, LAST_DECISION_TAG, PROMOTED_TAG
@@ -196,11 +197,7 @@ class PromotionJob(Job):
         if existing:
             return max(existing, key=lambda v: int(v.version))
         try:
-            try:
-                client.create_registered_model(self.registered)
-            except MlflowException as error:
-                if error.error_code not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
-                    raise
+            ensure_registered_model(client, self.registered)
             return client.create_model_version(
                 self.registered, source=winner.model_uri, run_id=winner.run_id, model_id=winner.model_id
             )
