@@ -392,3 +392,16 @@ def test_the_alert_kit_fails_an_alert_that_mangles_the_title() -> None:
 
 def test_the_alert_kit_fails_an_alert_that_shows_its_url() -> None:
     fails(_Alerts().test_secrets_are_masked, AlertCase(LeakyHook, webhook_inbox))
+
+
+# -- the kits themselves -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expected", [{("test_no_such_check", "sound"): "?"}, {("test_is_frozen", "no_such_case"): "?"}]
+)
+def test_an_expected_failure_must_name_a_check_and_a_case(expected: dict[tuple[str, str], str]) -> None:
+    """A stale entry would otherwise silently mark nothing."""
+    kit = type("Stale", (_Components,), {"expected_failures": expected})()
+    with pytest.raises(ValueError, match="expected_failures: no"):
+        kit._identified()

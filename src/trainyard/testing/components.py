@@ -68,6 +68,9 @@ def config_of(component: Component, **dump: Any) -> dict[str, Any]:
     return component.model_dump(by_alias=True, **dump)
 
 
+_IDENTIFIED: dict[type, dict[str, list[tuple[str, Any]]]] = {}  # per kit class: its cases, by id
+
+
 class ComponentKit(abc.ABC, Generic[CaseT]):
     """The checks of every component kind; each family's kit adds its own.
 
@@ -98,21 +101,29 @@ class ComponentKit(abc.ABC, Generic[CaseT]):
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Run each check once per case; pytest calls this for every check of the class."""
         check = metafunc.definition.originalname
-        parameters = {
-            argument: [(self.case_id(value), value) for value in values]
-            for argument, values in self.parameters().items()
-        }
-        self._check_expected_failures({ident for pairs in parameters.values() for ident, _ in pairs})
-        for argument, pairs in parameters.items():
-            ids = [ident for ident, _ in pairs]
-            repeated = sorted({ident for ident in ids if ids.count(ident) > 1})
-            if repeated:
-                raise ValueError(f"{type(self).__name__}: two cases share the id {', '.join(repeated)}")
+        for argument, pairs in self._identified().items():
             if argument in metafunc.fixturenames:
                 params = [
                     pytest.param(value, id=ident, marks=self._marks(check, ident)) for ident, value in pairs
                 ]
                 metafunc.parametrize(argument, params, scope="class")
+
+    def _identified(self) -> dict[str, list[tuple[str, Any]]]:
+        """``parameters()`` with the id of each value, made and checked once per kit class."""
+        kit = type(self)
+        if kit not in _IDENTIFIED:
+            identified = {
+                argument: [(self.case_id(value), value) for value in values]
+                for argument, values in self.parameters().items()
+            }
+            for pairs in identified.values():
+                ids = [ident for ident, _ in pairs]
+                repeated = sorted({ident for ident in ids if ids.count(ident) > 1})
+                if repeated:
+                    raise ValueError(f"{kit.__name__}: two cases share the id {', '.join(repeated)}")
+            self._check_expected_failures({ident for pairs in identified.values() for ident, _ in pairs})
+            _IDENTIFIED[kit] = identified
+        return _IDENTIFIED[kit]
 
     def _marks(self, check: str, ident: str) -> list[pytest.MarkDecorator]:
         reason = self.expected_failures.get((check, ident))
