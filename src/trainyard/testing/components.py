@@ -12,6 +12,7 @@ import abc
 import json
 import types
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 import pytest
@@ -61,6 +62,21 @@ def secret_fields(kind: type[Component]) -> list[str]:
         return any(holds_secret(member) for member in get_args(annotation))
 
     return [name for name, field in kind.model_fields.items() if holds_secret(field.annotation)]
+
+
+_ADAPTERS: dict[int, tuple[Any, TypeAdapter[Any]]] = {}
+
+
+def adapter_of(union: Any) -> TypeAdapter[Any]:
+    """The validator of ``union`` as a job's field validates it (built once per union)."""
+    if id(union) not in _ADAPTERS:
+        _ADAPTERS[id(union)] = (union, TypeAdapter(union))  # the union is kept, so its id stays its own
+    return _ADAPTERS[id(union)][1]
+
+
+@cache
+def _union_schema(adapter: TypeAdapter[Any]) -> str:
+    return json.dumps(adapter.json_schema())
 
 
 def config_of(component: Component, **dump: Any) -> dict[str, Any]:
@@ -180,7 +196,7 @@ class ComponentKit(abc.ABC, Generic[CaseT]):
         """A misspelt key is an error, directly and through the union (extra="forbid")."""
         component = self.component(case)
         config = {**config_of(component), UNKNOWN_KEY: 1}
-        for validate in (type(component).model_validate, TypeAdapter(self.union).validate_python):
+        for validate in (type(component).model_validate, adapter_of(self.union).validate_python):
             with pytest.raises(ValidationError) as caught:
                 validate(config)
             assert any(
@@ -193,7 +209,7 @@ class ComponentKit(abc.ABC, Generic[CaseT]):
         ``KIND``) back into the same kind with the same values."""
         component = self.component(case)
         kind, secrets = type(component), set(secret_fields(type(component)))
-        adapter = TypeAdapter(self.union)
+        adapter = adapter_of(self.union)
         chosen = adapter.validate_python(config_of(component))
         assert type(chosen) is kind and chosen == component, f"the union made {chosen!r} of {component!r}"
         minimal = {"KIND": kind_value(component), **config_of(component, exclude_defaults=True)}
@@ -209,7 +225,7 @@ class ComponentKit(abc.ABC, Generic[CaseT]):
 
         component = self.component(case)
         assert type(component).model_json_schema()["type"] == "object"
-        schema = TypeAdapter(self.union).json_schema()
+        schema = json.loads(_union_schema(adapter_of(self.union)))
         jsonschema.Draft202012Validator.check_schema(schema)
         validator = jsonschema.Draft202012Validator(schema)
         config = config_of(component, mode="json")

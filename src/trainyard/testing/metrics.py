@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
-from pydantic import TypeAdapter
 
 from trainyard.core.metrics import Metric
 from trainyard.testing import data
-from trainyard.testing.components import ComponentKit, config_of, configured_id, kind_values, kinds_of
+from trainyard.testing.components import (
+    ComponentKit,
+    adapter_of,
+    config_of,
+    configured_id,
+    kind_values,
+    kinds_of,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -146,6 +152,6 @@ class MetricKit(ComponentKit[Metric]):
         """``name`` is the metric's ``KIND``, the same after the config is validated again, and a
         config's bare name gives the metric of that name (``metrics: [rmse]``)."""
         assert isinstance(case.name, str) and case.name == case.KIND, f"name {case.name!r} of {case.KIND!r}"
-        adapter = TypeAdapter(self.union)
+        adapter = adapter_of(self.union)
         assert adapter.validate_python(config_of(case)).name == case.name
         assert adapter.validate_python(case.name).name == case.name
