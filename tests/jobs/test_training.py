@@ -359,3 +359,17 @@ def test_a_kfold_splitter_is_refused_with_the_splitters_a_training_job_takes(
         "once on one split, and takes train_test or time_series: for the same share of rows held out, "
         "{KIND: train_test, test_size: 0.25}"
     ) in err
+
+
+def test_two_target_columns_are_refused_with_the_fix(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model predicts one column: a targets file with two would fail after the fit, in pandas."""
+    config = (CONFS / "quickstart.yaml").read_text().split("  schema:")[0] + (
+        "  model: {KIND: sklearn, estimator: Ridge}\n  metrics: [r2]\n"
+    )
+    config = config.replace("columns: [target]", "columns: [target, bmi]").replace("bmi, bp", "bp")
+    assert main(["run", write_config(workdir, config)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the targets have 2 columns (target, bmi): a model fits one target column" in err
+    assert "Traceback" not in err

@@ -6,12 +6,6 @@ from __future__ import annotations
 from trainyard.core.models import ModelKind, SklearnModel
 from trainyard.testing.models import ModelKit, registered
 
-SEVERAL_TARGETS = (
-    "defect: SklearnModel.fit takes several target columns (_target_vector passes the frame on) and "
-    "the estimator fits them, but predict() puts its 2-D output into the one 'prediction' column, "
-    "where pandas raises ValueError 'Data must be 1-dimensional' (a job would crash after the fit)"
-)
-
 
 class TestModelKinds(ModelKit):
     union = ModelKind
@@ -26,7 +20,3 @@ class TestModelKinds(ModelKit):
         ),
         registered("SVC", probability=True),
     )
-    expected_failures = {
-        ("test_several_target_columns", "Ridge"): SEVERAL_TARGETS,
-        ("test_several_target_columns", "DecisionTreeClassifier"): SEVERAL_TARGETS,
-    }

@@ -252,7 +252,14 @@ def _parameter_names(klass: type) -> set[str]:
 
 
 def _target_vector(targets: pd.DataFrame) -> Any:
-    return targets.iloc[:, 0] if targets.shape[1] == 1 else targets
+    """The one target column: a model predicts one ``prediction`` column, so several are refused."""
+    if targets.shape[1] != 1:
+        columns = ", ".join(map(str, targets.columns))
+        raise TrainingJobError(
+            f"the targets have {targets.shape[1]} columns ({columns}): a model fits one target column; "
+            "keep one with job.targets.columns"
+        )
+    return targets.iloc[:, 0]
 
 
 ModelKind = SklearnModel
