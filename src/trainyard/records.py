@@ -18,6 +18,10 @@ KIND_TAG = "trainyard.kind"  # the job's KIND
 CONFIG_FILES_TAG = "trainyard.config_files"  # the config files the job was merged from
 ERROR_TAG = "trainyard.error"  # why the run failed (also on a failed trial's child run)
 
+# --- MLflow dataset contexts (the mlflow.data.context tag of a run's dataset inputs)
+RAW_CONTEXT = "raw"  # on a preparation run: the table it read
+PROCESSED_CONTEXT = "processed"  # on a preparation run: the table it wrote
+
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs
 STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
