@@ -87,12 +87,8 @@ def test_the_example_end_to_end(workdir: Path, tracking_uri: str, capsys: pytest
     assert len(written) == 439 and not written[["bmi", "bp"]].isna().any().any()
     # metrics: rows and columns in and out, and rows in and out of each step
     metrics = run.data.metrics
-    assert (metrics["rows_in"], metrics["rows_out"], metrics["columns_in"], metrics["columns_out"]) == (
-        452,
-        439,
-        14,
-        14,
-    )
+    totals = {name: metrics[name] for name in ("rows_in", "rows_out", "columns_in", "columns_out")}
+    assert totals == {"rows_in": 452, "rows_out": 439, "columns_in": 14, "columns_out": 14}
     assert metrics["steps.2.deduplicate.rows_in"] == 452 and metrics["steps.2.deduplicate.rows_out"] == 442
     assert metrics["steps.4.filter.rows_out"] == 439
     # params: each step on its own, and the kinds in order
@@ -208,7 +204,8 @@ def test_each_step_kind(
     if step["KIND"] == "derive":
         assert written["old"].tolist() == [False, False, False, True]
     if step["KIND"] == "cast":
-        assert Path("data/small_out.csv").read_text().splitlines()[1] == "a,30.0,x,2024-01-31"
+        lines = Path("data/small_out.csv").read_text().splitlines()
+        assert lines[1:3] == ["a,30.0,x,2024-01-31", "b,,y,2024-02-01"]  # a missing value stays missing
     assert only_run(tracking_uri).data.metrics["steps.0." + step["KIND"] + ".rows_in"] == 4
 
 
@@ -436,3 +433,16 @@ def test_ctrl_c_during_a_step_ends_the_run_killed_and_writes_nothing(
     run = only_run(tracking_uri)
     assert run.info.status == "KILLED" and "interrupted" in run.data.tags[ERROR_TAG]
     assert not Path(OUTPUT).exists()
+
+
+def test_an_unforeseen_error_in_a_step_still_names_the_step(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(self: FilterStep, data: pd.DataFrame) -> pd.DataFrame:
+        raise ValueError("something pandas said")
+
+    monkeypatch.setattr(FilterStep, "apply", broken)
+    assert main(["run", str(PREPARATION)]) == 1
+    err = capsys.readouterr().err
+    assert "error: job.steps[4] (filter): ValueError: something pandas said" in err and "Traceback" not in err
+    assert only_run(tracking_uri).info.status == "FAILED"

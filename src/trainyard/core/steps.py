@@ -291,7 +291,7 @@ def _cast(column: pd.Series, dtype: DType, datetime_format: str | None) -> pd.Se
 
     name = column.name
     if dtype == "str":
-        return column.astype("str")
+        return column.astype("str").where(column.notna())  # a missing value stays missing
     if dtype == "category":
         return column.astype("category")
     if dtype == "datetime":

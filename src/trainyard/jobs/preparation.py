@@ -112,6 +112,8 @@ class PreparationJob(Job):
             changed = change.apply(data)
         except TrainyardError as error:
             raise type(error)(f"{where}: {error}") from error
+        except Exception as error:  # not foreseen by the step: still say which step it was
+            raise TrainyardError(f"{where}: {type(error).__name__}: {error}") from error
         if changed.shape[1] == 0:
             raise DataValidationError(f"{where}: no column is left")
         if len(changed) == 0:
