@@ -30,6 +30,10 @@ ALIAS_MOVE_TAG = "trainyard.alias_move"
 PROMOTED_TAG = "trainyard.promoted"
 DEMOTED_TAG = "trainyard.demoted"
 
+# --- MLflow dataset contexts (the mlflow.data.context tag of a run's dataset inputs)
+RAW_CONTEXT = "raw"  # on a preparation run: the table it read
+PROCESSED_CONTEXT = "processed"  # on a preparation run: the table it wrote
+
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs
 STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage

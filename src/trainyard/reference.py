@@ -38,6 +38,7 @@ class Family:
 
     members: tuple[Model, ...]
     paths: list[str] = field(default_factory=list)
+    qualified: bool = False  # another family has the same paths (two jobs' `schema`): name the class too
 
     @property
     def tagged(self) -> bool:
@@ -46,7 +47,8 @@ class Family:
 
     @property
     def title(self) -> str:
-        return ", ".join(f"`{path}`" for path in self.paths)
+        title = ", ".join(f"`{path}`" for path in self.paths)
+        return f"{title} ({', '.join(m.__name__ for m in self.members)})" if self.qualified else title
 
 
 def render_reference() -> str:
@@ -110,7 +112,11 @@ def _families(jobs: list[Model]) -> list[Family]:
 
     for job in jobs:
         visit(job, "job")
-    return list(found.values())
+    families = list(found.values())
+    titles = [family.title for family in families]
+    for family in families:
+        family.qualified = titles.count(family.title) > 1
+    return families
 
 
 def _component_slots(annotation: Any, suffix: str) -> list[tuple[tuple[Model, ...], str]]:

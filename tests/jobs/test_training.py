@@ -342,7 +342,7 @@ def test_json_schema_accepts_the_example_configs() -> None:
 
     from trainyard.settings import json_schema
 
-    for path in sorted(CONFS.glob("*.yaml")):
+    for path in sorted(CONFS.rglob("*.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
 
 

@@ -54,6 +54,18 @@ class DataSchemas(Component):
         return _validate(data, self.targets, self.strict, "targets")
 
 
+class TableSchema(Component):
+    """Column rules for one table; ``strict`` rejects undeclared columns."""
+
+    columns: dict[str, ColumnSchema] = Field(default_factory=dict, description="Rules per column.")
+    strict: bool = Field(False, description="Reject columns that are not declared (when any are).")
+
+    def validate_table(self, data: pd.DataFrame, name: str) -> pd.DataFrame:
+        """Validated ``data`` (coerced where asked); raises DataValidationError listing failures, the
+        table called ``name`` in the message ("the prepared rows do not match their schema")."""
+        return _validate(data, self.columns, self.strict, name)
+
+
 def _validate(data: pd.DataFrame, columns: dict[str, ColumnSchema], strict: bool, name: str) -> pd.DataFrame:
     if not columns:
         return data
