@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/evaluation.py [--candidates 10] [--repeats 5]
 
-Set-up (untimed), in a temporary folder with the example data: N training runs of the diabetes
-example with a test hold-out (different max_depth each). Then, interleaved (A, B, C, A, B, C, ...),
+Set-up (untimed), in a temporary folder with the example data, prepared: N training runs of
+confs/lifecycle/training.yaml (a test hold-out ; different max_depth each). Then, interleaved (A, B, C, A, B, C, ...),
 each a fresh process:
   evaluation        trainyard run evaluation.yaml job.rescore=true job.plots=false
   evaluation+plots  the same with the figures (into each candidate's run and the evaluation's)
@@ -47,10 +47,10 @@ from sklearn.model_selection import train_test_split
 client = mlflow.MlflowClient("sqlite:///mlflow.db")
 experiment = client.get_experiment_by_name("lifecycle")
 runs = client.search_runs([experiment.experiment_id], "tags.`trainyard.kind` = 'training'")
-data = pd.read_csv("data/diabetes.csv")
+data = pd.read_parquet("data/diabetes_prepared.parquet")
 _, test = train_test_split(np.arange(len(data)), test_size=round(len(data) * 0.2), random_state=42)
 rows = data.iloc[np.sort(test)]
-inputs, truth = rows.drop(columns=["target"]), rows["target"]
+inputs, truth = rows.drop(columns=["patient_id", "visit_date", "target"]), rows["target"]
 for run in runs:
     (model,) = client.search_logged_models([experiment.experiment_id], f"source_run_id = '{run.info.run_id}'")
     predicted = mlflow.sklearn.load_model(f"models:/{model.model_id}").predict(inputs)
@@ -79,6 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-evaluation-") as name:
         folder = Path(name)
         run([trainyard, "example-data"], folder, env)
+        run([trainyard, "run", str(ROOT / "confs" / "preparation.yaml")], folder, env)
         for depth in range(args.candidates):
             run([trainyard, "run", str(TRAINING), f"job.model.params.max_depth={depth % 6 + 2}",
                  f"job.model.params.max_iter={100 + 10 * depth}"], folder, env)  # fmt: skip
