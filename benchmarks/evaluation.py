@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/evaluation.py [--candidates 10] [--repeats 5]
 
 Set-up (untimed), in a temporary folder with the example data, prepared: N training runs of
-confs/lifecycle/training.yaml (a test hold-out ; different max_depth each). Then, interleaved (A, B, C, A, B, C, ...),
-each a fresh process:
+confs/lifecycle/training.yaml (a test hold-out; different max_depth each). Then, interleaved
+(A, B, C, A, B, C, ...), each a fresh process:
   evaluation        trainyard run evaluation.yaml job.rescore=true job.plots=false
   evaluation+plots  the same with the figures (into each candidate's run and the evaluation's)
   by_hand           a script that, for each run, loads its model with mlflow.sklearn.load_model,
-                    reads the CSV, recomputes the test rows with scikit-learn and predicts them
+                    reads the table, recomputes the test rows with scikit-learn and predicts them
 Prints the medians and the per-round ratios' medians; writes benchmarks/results/evaluation.json.
 See docs/benchmarks-evaluation.md.
 """
