@@ -8,10 +8,11 @@ from pydantic import Field
 
 from trainyard.core.component import Component
 from trainyard.jobs.base import Job
+from trainyard.jobs.inference import InferenceJob
 from trainyard.jobs.training import TrainingJob
 from trainyard.jobs.tuning import TuningJob
 
-JobKind = Annotated[TrainingJob | TuningJob, Field(discriminator="KIND")]
+JobKind = Annotated[TrainingJob | TuningJob | InferenceJob, Field(discriminator="KIND")]
 
 
 def job_class(kind: object) -> type[Job] | None:
