@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
-from trainyard.core.signature_checks import Mistyped, SignatureFit, check_columns, check_types, input_names
+from trainyard.core.signature_checks import (
+    Mistyped,
+    SignatureFit,
+    check_columns,
+    check_types,
+    conform,
+    input_names,
+)
 
 SCHEMA = Schema(
     [
@@ -32,15 +39,29 @@ def test_a_table_that_fits_has_no_problems_and_extra_columns_are_listed() -> Non
 
 def test_every_problem_is_listed_at_once() -> None:
     data = pd.DataFrame(
-        {"size": ["50", "big", "70"], "rooms": [2.0, np.nan, 3.0], "garden": [1, 2, 3]}, index=[100, 101, 102]
+        {"size": ["50", "big", "70"], "rooms": [2.0, np.nan, 3.0], "garden": [1, 2, 2**60]},
+        index=[100, 101, 102],
     )
     fit = check_columns(data, SCHEMA)
     assert not fit.fits and fit.missing == ["city"] and fit.extra == []
     assert fit.mistyped == [
         Mistyped("size", "double", "str", first_odd=(101, "big")),
         Mistyped("rooms", "long", "float64", missing_values=True),
-        Mistyped("garden", "double", "int64"),  # int64 may not fit a double exactly: MLflow refuses it
+        Mistyped("garden", "double", "int64"),  # 2**60 has no exact double
     ]
+
+
+def test_whole_numbers_fit_a_double_input_when_they_convert_exactly() -> None:
+    schema = Schema([ColSpec(DataType.double, "size"), ColSpec(DataType.long, "rooms")])
+    data = pd.DataFrame({"size": [50, 2**53], "rooms": [2, 3]})  # MLflow alone refuses int64 for double
+    assert check_types(data, schema) == []
+    conformed = conform(data, schema)
+    assert conformed.dtypes.tolist() == [np.float64, np.int64] and conformed["size"].tolist() == [
+        50.0,
+        2.0**53,
+    ]
+    assert data["size"].dtype == np.int64, "the table given is left as it is"
+    assert conform(GOOD, SCHEMA) is GOOD
 
 
 def test_an_optional_column_may_be_missing() -> None:

@@ -261,15 +261,29 @@ def test_mistyped_columns_are_named_with_the_expected_and_found_types(
     data = pd.read_csv("data/diabetes.csv")
     data["bmi"] = data["bmi"].astype(object)
     data.loc[3, "bmi"] = "abc"
-    data["age"] = data["age"].round().astype("int64")
+    data["sex"] = data["sex"].map({1.0: "f", 2.0: "m"})
     data.to_csv("data/odd.csv", index=False)
     assert main(["run", INFERENCE, "job.inputs.path=data/odd.csv"]) == 1
     err = capsys.readouterr().err
     assert (
-        "  - column 'age': expected double, found int64\n"
+        "  - column 'sex': expected double, found str (line 2: 'm' is not a number)\n"
         "  - column 'bmi': expected double, found str (line 5: 'abc' is not a number)"
     ) in err
     assert failed_cleanly(workdir, store)
+
+
+def test_whole_numbers_in_a_chunk_of_a_column_of_decimals_are_taken_as_decimals(
+    store: str, workdir: Path
+) -> None:
+    data = pd.read_csv("data/diabetes.csv")
+    text = data.astype(object)
+    text.loc[:99, "bmi"] = data.loc[:99, "bmi"].round().astype(int)  # the first chunk reads as int64
+    data.loc[:99, "bmi"] = data.loc[:99, "bmi"].round()
+    text.to_csv("data/whole.csv", index=False)
+    assert main(["run", INFERENCE, "job.inputs.path=data/whole.csv", "job.chunk_size=100"]) == 0
+    model = mlflow.sklearn.load_model("models:/diabetes/1")
+    expected = model.predict(data.drop(columns=["target"]))
+    np.testing.assert_array_equal(pd.read_csv(OUTPUT)["prediction"], expected)
 
 
 def test_a_mistyped_column_in_a_later_chunk_leaves_no_output_file(

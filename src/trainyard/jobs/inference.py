@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from trainyard.core.signature_checks import Mistyped, SignatureFit, check_columns, check_types, input_names
+from trainyard.core.signature_checks import (
+    Mistyped,
+    SignatureFit,
+    check_columns,
+    check_types,
+    conform,
+    input_names,
+)
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
 from trainyard.io.console import console
 from trainyard.io.lineage import streamed_lineage
@@ -235,6 +242,8 @@ class InferenceJob(Job):
         import pandas as pd
 
         inputs = chunk[features] if features is not None else chunk
+        if features is not None and model.input_schema is not None:
+            inputs = conform(inputs, model.input_schema)  # whole numbers for a double input
         try:
             parts = [model.predict(inputs)]
             if self.probabilities:
