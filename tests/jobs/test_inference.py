@@ -306,8 +306,11 @@ def test_probabilities_of_a_regressor_are_refused(
 ) -> None:
     assert main(["run", INFERENCE, "job.probabilities=true"]) == 2
     err = capsys.readouterr().err
-    assert "job.probabilities: diabetes version 1 (models:/diabetes@challenger) (Pipeline, sklearn " in err
-    assert "predicts no probabilities" in err and failed_cleanly(workdir, store)
+    assert (
+        "job.probabilities: diabetes version 1 (models:/diabetes@challenger) predicts no probabilities "
+        "(a Pipeline of the sklearn flavor): only a classifier with predict_proba does"
+    ) in err
+    assert failed_cleanly(workdir, store)
 
 
 def test_a_kept_column_named_like_a_prediction_is_refused(

@@ -216,7 +216,10 @@ def _registered(
 ) -> ResolvedModel:
     """A registered model's version, by alias or number; the messages name ``field``'s keys (or the
     URI's parts when ``uri`` is given)."""
-    where = (lambda key: f"{field}.uri") if uri is not None else (lambda key: f"{field}.{key}")
+
+    def where(key: str) -> str:
+        return f"{field}.uri" if uri is not None else f"{field}.{key}"
+
     model = _registered_model(client, name, where("registered"))
     if alias is not None:
         aliases = dict(model.aliases or {})

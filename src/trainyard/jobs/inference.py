@@ -158,8 +158,8 @@ class InferenceJob(Job):
         if self.probabilities and model.classes is None:
             what = type(model.model).__name__
             raise ConfigurationError(
-                f"job.probabilities: {model.ref.describe()} ({what}, {model.flavor} flavor) predicts no "
-                "probabilities: only a classifier with predict_proba does; set probabilities: false"
+                f"job.probabilities: {model.ref.describe()} predicts no probabilities (a {what} of the "
+                f"{model.flavor} flavor): only a classifier with predict_proba does; set probabilities: false"
             )
 
     def _features(self, model: LoadedModel, first: pd.DataFrame) -> list[str] | None:
