@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -174,6 +176,30 @@ def test_a_classifier_writes_each_class_probability(store: str) -> None:
     inputs = pd.read_csv("data/breast_cancer.csv").drop(columns=["target"])
     np.testing.assert_array_equal(written["prediction"], expected_predictions("breast-cancer"))
     np.testing.assert_allclose(written[["probability_0", "probability_1"]], model.predict_proba(inputs))
+
+
+class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """A pyfunc-only model without a signature: twice its first column."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return pd.DataFrame({"twice": model_input.iloc[:, 0] * 2})
+
+
+def test_a_pyfunc_model_without_a_signature_gets_every_column_read(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mlflow.set_experiment("pyfunc")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="doubler", python_model=Doubler(), pip_requirements=[])
+    overrides = ["~job.model", f"job.model.uri={info.model_uri}", "job.inputs.columns=[bmi,target]"]
+    assert main(["run", INFERENCE, *overrides]) == 0
+    written = pd.read_csv(OUTPUT)
+    data = pd.read_csv("data/diabetes.csv")
+    assert list(written.columns) == ["target", "twice"]
+    np.testing.assert_array_equal(written["twice"], data["bmi"] * 2)
+    err = capsys.readouterr().err
+    assert "python_function flavor, no named inputs in its signature" in err
+    assert "has no signature with column names: the inputs are not checked" in err
 
 
 # -- the model cannot be found ----------------------------------------------------------------------
