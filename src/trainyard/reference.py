@@ -38,7 +38,8 @@ class Family:
 
     members: tuple[Model, ...]
     paths: list[str] = field(default_factory=list)
-    qualified: bool = False  # another family has the same paths (two jobs' `schema`): name the class too
+    jobs: list[str] = field(default_factory=list)  # the kinds of the jobs that have it
+    qualified: bool = False  # another family has the same paths: the title names the jobs too
 
     @property
     def tagged(self) -> bool:
@@ -47,8 +48,8 @@ class Family:
 
     @property
     def title(self) -> str:
-        title = ", ".join(f"`{path}`" for path in self.paths)
-        return f"{title} ({', '.join(m.__name__ for m in self.members)})" if self.qualified else title
+        paths = ", ".join(f"`{path}`" for path in self.paths)
+        return f"{paths} ({', '.join(self.jobs)})" if self.qualified else paths
 
 
 def render_reference() -> str:
@@ -97,7 +98,7 @@ def _families(jobs: list[Model]) -> list[Family]:
     """Every component family reachable from the job kinds, in the order a reader meets them."""
     found: dict[tuple[Model, ...], Family] = {}
 
-    def visit(model: Model, prefix: str) -> None:
+    def visit(model: Model, prefix: str, job: str) -> None:
         for key, info in _fields(model):
             for members, suffix in _component_slots(info.annotation, ""):
                 path = f"{prefix}.{key}{suffix}"
@@ -106,15 +107,17 @@ def _families(jobs: list[Model]) -> list[Family]:
                     family = found[members] = Family(members)
                     family.paths.append(path)
                     for member in members:
-                        visit(member, path)
+                        visit(member, path, job)
                 elif path not in family.paths:
                     family.paths.append(path)
+                if job not in family.jobs:
+                    family.jobs.append(job)
 
     for job in jobs:
-        visit(job, "job")
+        visit(job, "job", str(_kind(job)))
     families = list(found.values())
     titles = [family.title for family in families]
-    for family in families:
+    for family in families:  # e.g. job.model: a model to fit, or a model to predict with
         family.qualified = titles.count(family.title) > 1
     return families
 
@@ -304,7 +307,9 @@ def _table(model: Model, links: dict[Model, str]) -> str:
 def _type(annotation: Any, links: dict[Model, str], metadata: Sequence[Any] = ()) -> str:
     """A readable type: backticked YAML names, links to components, constraints in parentheses."""
     text = _type_name(annotation, links)
-    unit = "character" if _strip(annotation) in (str, SecretStr) else "item"
+    members = [a for a in get_args(annotation) if a is not type(None)] if _is_union(annotation) else []
+    texts = members or [_strip(annotation)]  # a string, or an optional one
+    unit = "character" if all(member in (str, SecretStr) for member in texts) else "item"
     limits = [limit for limit in (_constraint(item, unit) for item in metadata) if limit]
     return f"{text} ({', '.join(limits)})" if limits else text
 

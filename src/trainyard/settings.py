@@ -9,13 +9,15 @@ from pydantic import Field
 from trainyard.core.component import Component
 from trainyard.jobs.base import Job
 from trainyard.jobs.evaluation import EvaluationJob
+from trainyard.jobs.inference import InferenceJob
 from trainyard.jobs.preparation import PreparationJob
 from trainyard.jobs.promotion import PromotionJob
 from trainyard.jobs.training import TrainingJob
 from trainyard.jobs.tuning import TuningJob
 
 JobKind = Annotated[
-    PreparationJob | TrainingJob | TuningJob | EvaluationJob | PromotionJob, Field(discriminator="KIND")
+    PreparationJob | TrainingJob | TuningJob | EvaluationJob | PromotionJob | InferenceJob,
+    Field(discriminator="KIND"),
 ]
 
 

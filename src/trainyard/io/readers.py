@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
@@ -64,6 +65,51 @@ class Reader(Component, abc.ABC):
         data = data[self.columns] if self.columns else data
         return data.drop(columns=self.drop) if self.drop else data
 
+    def header(self) -> list[str]:
+        """The names of the columns a read returns, in order, read without loading the data."""
+        self.check()
+        if self.columns:
+            return [name for name in self.columns if name not in self.drop]
+        return [name for name in self._column_names(Path(self.path)) if name not in self.drop]
+
+    def chunks(self, rows: int) -> Generator[pd.DataFrame]:
+        """Read the table in pieces of at most ``rows`` rows, in order (``columns``, ``drop`` and
+        ``limit`` applied), for tables larger than memory: only one piece is held at a time.
+
+        Each piece is indexed by row position in the table (0 for the first row), so ``line()`` names
+        a row of any piece. The file is checked first, as by ``read()``.
+        """
+        import pandas as pd
+
+        self.check()
+        pieces = self._chunks(Path(self.path), rows)
+        start = 0
+        try:
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    return
+                except (OSError, ValueError) as error:
+                    raise DataAccessError(f"cannot read '{self.path}' as {self.KIND}: {error}") from error
+                piece = piece[self.columns] if self.columns else piece
+                piece = piece.drop(columns=self.drop) if self.drop else piece
+                piece.index = pd.RangeIndex(start, start + len(piece))
+                start += len(piece)
+                yield piece
+        finally:
+            pieces.close()
+
+    def approximate_rows(self) -> int | None:
+        """How many rows a read returns, told without parsing the data (for a progress bar): exact for
+        Parquet (its metadata); for CSV, the file's lines but the header (so a quoted line break
+        counts as a row); ``limit`` caps it. None when it cannot be told."""
+        try:
+            rows = self._approximate_rows(Path(self.path))
+        except OSError:
+            return None
+        return min(rows, self.limit) if self.limit is not None else rows
+
     def line(self, position: int) -> str:
         """Where the data row at ``position`` (0 for the first) is in the file, for messages."""
         return f"row {position + 1}"
@@ -90,6 +136,14 @@ class Reader(Component, abc.ABC):
     @abc.abstractmethod
     def _read(self, path: Path) -> pd.DataFrame:
         """Load the selected columns and rows."""
+
+    @abc.abstractmethod
+    def _chunks(self, path: Path, rows: int) -> Generator[pd.DataFrame]:
+        """Load the selected columns and rows in pieces of at most ``rows`` rows."""
+
+    @abc.abstractmethod
+    def _approximate_rows(self, path: Path) -> int:
+        """The number of data rows of the whole file, without parsing it."""
 
 
 class CsvReader(Reader):
@@ -119,6 +173,23 @@ class CsvReader(Reader):
         import pandas as pd
 
         return pd.read_csv(path, sep=self.separator, usecols=self.columns, nrows=self.limit)
+
+    def _chunks(self, path: Path, rows: int) -> Generator[pd.DataFrame]:
+        import pandas as pd
+
+        with pd.read_csv(
+            path, sep=self.separator, usecols=self.columns, nrows=self.limit, chunksize=rows
+        ) as pieces:
+            yield from pieces
+
+    def _approximate_rows(self, path: Path) -> int:
+        lines, last = 0, b"\n"
+        with path.open("rb") as file:
+            while block := file.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        lines += last != b"\n"  # a last line without its line break
+        return max(lines - 1, 0)
 
 
 class ParquetReader(Reader):
@@ -156,6 +227,24 @@ class ParquetReader(Reader):
         if not batches:
             return pq.read_table(path, columns=self.columns).to_pandas()
         return pa.Table.from_batches(batches).slice(0, self.limit).to_pandas()
+
+    def _chunks(self, path: Path, rows: int) -> Generator[pd.DataFrame]:
+        import pyarrow.parquet as pq
+
+        left = self.limit
+        with pq.ParquetFile(path) as file:
+            for batch in file.iter_batches(batch_size=rows, columns=self.columns):
+                if left is not None:
+                    batch = batch.slice(0, left)
+                    left -= batch.num_rows
+                yield batch.to_pandas()
+                if left is not None and left <= 0:
+                    return
+
+    def _approximate_rows(self, path: Path) -> int:
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows)
 
 
 ReaderKind = Annotated[CsvReader | ParquetReader, Field(discriminator="KIND")]
