@@ -18,6 +18,10 @@ KIND_TAG = "trainyard.kind"  # the job's KIND
 CONFIG_FILES_TAG = "trainyard.config_files"  # the config files the job was merged from
 ERROR_TAG = "trainyard.error"  # why the run failed (also on a failed trial's child run)
 
+# --- MLflow tags on the run of a job that `trainyard watch` started
+WATCH_CONTENT_HASH_TAG = "trainyard.watch.content_hash"  # sha256 of the config file's bytes it ran
+WATCH_LAUNCH_TAG = "trainyard.watch.launch"  # one id per job the watcher started: how it finds the run
+
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs
 STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
@@ -42,7 +46,12 @@ ERROR_ATTR = "error"  # why the trial failed: "<type>: <message>"
 
 def worker_token() -> str:
     """Identifies this process across time: host, pid and the pid's start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+    return process_token(os.getpid())
+
+
+def process_token(pid: int) -> str:
+    """The worker token of the process ``pid`` of this host (a child, say)."""
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
 
 
 def token_host(token: str) -> str:
