@@ -127,7 +127,8 @@ class Ledger:
         """Give the claim up (the job was stopped): the content is pending again."""
         with self._transaction(write=True) as db:
             db.execute(
-                "DELETE FROM contents WHERE content_hash = ? AND watcher = ?", (content_hash, self.token)
+                "DELETE FROM contents WHERE content_hash = ? AND watcher = ? AND state = 'running'",
+                (content_hash, self.token),
             )
 
     def _update(self, content_hash: str, assignments: str, values: tuple[object, ...]) -> None:
