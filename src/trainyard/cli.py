@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="CONFIG.yaml",
-        help="jobs to run after each batch in which a config ran (kept outside DIR)",
+        help="jobs to run after each batch in which a config succeeded (kept outside DIR; give DIR first)",
     )
     watch.add_argument(
         "--every",
