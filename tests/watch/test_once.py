@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from tests.conftest import CONFS
 from tests.watch.conftest import EXPERIMENT, drop, hash_of, quick_config, runs, runs_by_hash
 from trainyard.cli import main
 from trainyard.records import CONFIG_FILES_TAG, WATCH_CONTENT_HASH_TAG, WATCH_LAUNCH_TAG, process_token
@@ -234,3 +235,20 @@ def _gone_watcher() -> str:
     """The worker token of a watcher that is gone: this process's pid, at another start time."""
     host, pid, _ = process_token(os.getpid()).split(":")
     return f"{host}:{pid}:0"
+
+
+def test_an_edited_tuning_config_tops_up_its_study_in_the_same_run(
+    incoming: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tuning job resumes its study's parent run: the run gets the new content's tags too."""
+    text = (CONFS / "tuning.yaml").read_text().replace("max_iter: 100", "max_iter: 10")
+    tuning = drop(incoming, "tuning.yaml", text.replace("n_trials: 30", "n_trials: 2"))
+    assert main(["watch", str(incoming), "--once"]) == 0
+    first = Ledger(incoming).entries()[hash_of(tuning)].run_id
+    drop(incoming, "tuning.yaml", text.replace("n_trials: 30", "n_trials: 3"))  # one more trial
+    assert main(["watch", str(incoming), "--once"]) == 0
+    assert "done tuning.yaml in" in capsys.readouterr().err
+    again = Ledger(incoming).entries()[hash_of(tuning)]
+    assert first is not None and again.run_id == first
+    parent = mlflow.MlflowClient(tracking_uri).get_run(first)
+    assert parent.data.tags[WATCH_CONTENT_HASH_TAG] == hash_of(tuning), "the latest content's"
