@@ -19,6 +19,7 @@ EPILOG = """examples:
   trainyard run confs/quickstart.yaml
   trainyard run confs/quickstart.yaml job.model.params.max_iter=500 job.mlflow.run_name=longer
   trainyard run confs/quickstart.yaml confs/more.yaml --dry-run
+  trainyard watch confs/incoming --then confs/promote.yaml
   trainyard schema > trainyard.schema.json"""
 
 
@@ -64,6 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the example data sets (CSV) the example configs use",
     )
     data.add_argument("--out", type=Path, default=Path("data"), help="folder to write to (default: data)")
+    watch = commands.add_parser(
+        "watch",
+        parents=[common],
+        help="run every new or changed config in a folder, once",
+        description="Run each new content of the *.yaml and *.yml files in DIR once, as `trainyard run "
+        "FILE` would, in a child process (never with import paths); the ledger DIR/.trainyard-watch "
+        "keeps what ran, for every watcher of DIR. Ctrl-C stops after the running job; twice: now.",
+    )
+    watch.add_argument("folder", type=Path, metavar="DIR", help="the folder of job configs")
+    watch.add_argument("--once", action="store_true", help="run what is there, then exit (1: one failed)")
+    watch.add_argument(
+        "--then",
+        nargs="+",
+        default=[],
+        metavar="CONFIG.yaml",
+        help="jobs to run after each batch in which a config succeeded (kept outside DIR; give DIR first)",
+    )
+    watch.add_argument(
+        "--every",
+        metavar="DURATION|CRON",
+        help="run the --then jobs on this schedule instead: 30s, 10m, 1h30m, or '0 * * * *'",
+    )
+    watch.add_argument("--status", action="store_true", help="print each config's state and exit")
     return parser
 
 
@@ -109,11 +133,28 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             print(text)
         return 0
+    if args.command == "watch":
+        return _watch(args)
     if args.command == "example-data":
         for path in write_example_data(args.out):
             print(path)
         return 0
     raise AssertionError(args.command)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from trainyard.watch.command import make_watcher, print_status, watched_folder  # rich, watchfiles
+
+    if args.status:
+        if args.once or args.then or args.every:
+            raise ConfigurationError(
+                "--status prints the state of the folder's configs and exits: "
+                "it takes no --once, --then or --every"
+            )
+        return print_status(watched_folder(args.folder))
+    watcher = make_watcher(args.folder, once=args.once, then=args.then, every=args.every)
+    with cancel_on_signals(watcher.cancellation):  # Ctrl-C: after the running job; twice: now
+        return watcher.run()
 
 
 def _env_allows_import_paths() -> bool:

@@ -34,6 +34,10 @@ DEMOTED_TAG = "trainyard.demoted"
 RAW_CONTEXT = "raw"  # on a preparation run: the table it read
 PROCESSED_CONTEXT = "processed"  # on a preparation run: the table it wrote
 
+# --- MLflow tags on the run of a job that `trainyard watch` started
+WATCH_CONTENT_HASH_TAG = "trainyard.watch.content_hash"  # sha256 of the config file's bytes it ran
+WATCH_LAUNCH_TAG = "trainyard.watch.launch"  # one id per job the watcher started: how it finds the run
+
 # --- MLflow tags of a tuning study's runs
 STUDY_TAG = "trainyard.study"  # the study name, on its parent and child runs
 STORAGE_TAG = "trainyard.study_storage"  # on a study's parent run: a digest of the study's storage
@@ -58,7 +62,12 @@ ERROR_ATTR = "error"  # why the trial failed: "<type>: <message>"
 
 def worker_token() -> str:
     """Identifies this process across time: host, pid and the pid's start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+    return process_token(os.getpid())
+
+
+def process_token(pid: int) -> str:
+    """The worker token of the process ``pid`` of this host (a child, say)."""
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
 
 
 def token_host(token: str) -> str:

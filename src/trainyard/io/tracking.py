@@ -114,6 +114,7 @@ class MlflowService(Component):
             client.update_run(run_id, status="RUNNING")
             if record.source is not None:  # like the config, they describe the latest run
                 tags = {**source_tags(record.source), **tags}
+            tags = {**_environment_tags(), **tags}  # as a new run has them (MLflow adds them to new ones)
             client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
             params = {key: value for key, value in params.items() if key not in run.data.params}
             # the error of an earlier attempt, and git tags a file outside a repository no longer has
@@ -161,6 +162,15 @@ def _with_context(tags: dict[str, str], source: str | None) -> dict[str, str]:
     context = resolve_tags(ignore=[GitRunContext])  # type: ignore[list-item]
     context = {key: value for key, value in context.items() if not key.startswith(GIT_TAGS)}
     return {**context, **source_tags(source), **tags}
+
+
+def _environment_tags() -> dict[str, str]:
+    """The tags of MLflow's ``MLFLOW_RUN_CONTEXT`` (JSON), which MLflow puts on the runs it creates
+    (``trainyard watch`` hands a job its tags so)."""
+    from mlflow.tracking.context.system_environment_context import SystemEnvironmentContext
+
+    context = SystemEnvironmentContext()
+    return context.tags() if context.in_context() else {}
 
 
 SERVER_CHECK_SECONDS = 10.0

@@ -66,11 +66,12 @@ def _cfs_quota(folder: Path) -> float | None:
     return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
 
 
-def parent_death_tie() -> Callable[[int], None]:
+def parent_death_tie(signum: int = signal.SIGKILL) -> Callable[[int], None]:
     """A function for a child process to call with its parent's pid, first thing.
 
-    On Linux the child is then killed (SIGKILL) when its parent dies, even by SIGKILL; elsewhere it
-    only exits at once if the parent is already gone (it must then notice the end of its pipe).
+    On Linux the child then gets ``signum`` when its parent dies, even by SIGKILL (SIGKILL unless
+    told; SIGTERM lets a job end its run KILLED); elsewhere it only exits at once if the parent is
+    already gone (it must then notice the end of its pipe).
     Made in the parent, before a fork: the forked child loads no library (the loader's lock may have
     been held by another thread of the parent at the fork).
     """
@@ -82,7 +83,7 @@ def parent_death_tie() -> Callable[[int], None]:
 
     def tie(parent: int) -> None:
         if prctl is not None:
-            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            prctl(1, signum)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # it died before the line above took effect
             os._exit(0)
 
