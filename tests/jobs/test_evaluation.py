@@ -154,3 +154,23 @@ def test_a_classifier_gets_its_curves_and_confusion_matrix(workdir: Path, tracki
         a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(trained.info.run_id, "test_plots")
     }
     assert plots == {f"test_plots/{n}.png" for n in ("confusion_matrix", "roc_curve", "precision_recall")}
+
+
+def test_test_rows_that_would_overlap_the_training_rows_are_refused(
+    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hold-out recorded with another seed than the one the run used would call training rows
+    "test": the recomputed rows do not match the recorded fingerprint, and nothing is scored."""
+    import json
+
+    from trainyard.records import HOLDOUT_TAG
+
+    train()
+    (trained,) = runs(tracking_uri, "training")
+    client = mlflow.MlflowClient(tracking_uri)
+    holdout = json.loads(trained.data.tags[HOLDOUT_TAG])
+    client.set_tag(trained.info.run_id, HOLDOUT_TAG, json.dumps({**holdout, "seed": holdout["seed"] + 1}))
+    assert main(["run", evaluation(workdir)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "are not those it set aside" in err and "would not be on unseen rows" in err
+    assert "r2_test" not in client.get_run(trained.info.run_id).data.metrics
