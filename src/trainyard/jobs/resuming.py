@@ -117,10 +117,14 @@ def _newest_resumable(
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    other = f"; the newest run trained in epochs, {newest[0].info.run_id}, {_differences(newest[0], config)}"
+    if not newest:
+        raise ResourceNotFoundError(
+            "job.resume: no run to resume has this config in the experiment: none was trained in epochs "
+            "there; run once without resume"
+        )
     raise ResourceNotFoundError(
-        "job.resume: no run to resume has this config in the experiment"
-        + (other if newest else ": none was trained in epochs there; run once without resume")
+        "job.resume: no run to resume has this config in the experiment; the newest run trained in "
+        f"epochs, {newest[0].info.run_id}, {_differences(newest[0], config)}"
     )
 
 
