@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import CONFS, write_config
 from trainyard.cli import main
 from trainyard.records import (
     BEST_EPOCH_TAG,
@@ -143,7 +143,7 @@ def test_checkpoints_keep_the_last_and_the_best_and_the_final_model_is_as_config
     assert run.data.tags[BEST_EPOCH_TAG] == "2" and run.data.tags[FINAL_EPOCH_TAG] == final_epoch
     checkpoints = logged_models(tracking_uri, run, "checkpoint")
     assert [m.tags["trainyard.epoch"] for m in checkpoints] == ["2", "5", "6"]
-    assert "deleted the checkpoints of epochs 1" in capsys.readouterr().err
+    assert "deleted the checkpoint of epoch 1 (" in capsys.readouterr().err
     chosen = next(m for m in checkpoints if m.tags["trainyard.epoch"] == final_epoch)
     # the epoch's metrics are linked to its checkpoint, so MLflow compares checkpoints
     assert {m.key for m in chosen.metrics} >= {"rmse", "train_rmse"}
@@ -309,3 +309,15 @@ def test_resume_without_epochs_is_refused(
 ) -> None:
     assert main(["run", write_config(workdir, SGD), "job.resume=true"]) == 2
     assert "resume: only a training in epochs resumes" in capsys.readouterr().err
+
+
+def test_the_example_config_stops_early_and_saves_its_best_checkpoint(
+    workdir: Path, tracking_uri: str
+) -> None:
+    assert main(["run", str(CONFS / "iterative.yaml"), "job.register=null"]) == 0
+    (run,) = runs(tracking_uri, "iterative")
+    stopped = int(run.data.tags[STOPPED_EPOCH_TAG])
+    assert 10 < stopped < 60 and steps(tracking_uri, run.info.run_id) == list(range(1, stopped + 1))
+    kept = [int(m.tags["trainyard.epoch"]) for m in logged_models(tracking_uri, run, "checkpoint")]
+    final = int(run.data.tags[FINAL_EPOCH_TAG])
+    assert final in kept and len(kept) <= 3 and final % 5 == 0

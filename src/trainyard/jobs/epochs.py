@@ -209,9 +209,11 @@ class EpochTraining:
         gone = checkpoints_to_delete(self.checkpoints, checkpoint.keep_last, best)
         client = MlflowClient()
         for epoch in gone:
-            client.delete_logged_model(self.checkpoints.pop(epoch))
-        if gone:
-            get_logger().info("deleted the checkpoints of epochs %s", ", ".join(map(str, gone)))
+            model_id = self.checkpoints.pop(epoch)
+            client.delete_logged_model(model_id)
+            get_logger().info(
+                "deleted the checkpoint of epoch %d (%s): not among those kept", epoch, model_id
+            )
         return gone
 
     def _finish(
