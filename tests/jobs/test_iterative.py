@@ -274,7 +274,11 @@ def test_resume_refuses_other_data_at_the_same_path(
     err = capsys.readouterr().err
     assert "was trained on other data (inputs digest" in err and "start a new run" in err
     (run,) = runs(tracking_uri)
-    assert steps(tracking_uri, run.info.run_id) == [1, 2]
+    assert steps(tracking_uri, run.info.run_id) == [1, 2] and run.info.status == "FAILED"
+    assert f"{RESUMED_TAG}.1" not in run.data.tags and run.data.tags[EPOCHS_TAG] == "2"
+    data.to_csv("data/diabetes.csv", index=False)  # the data back: the run resumes
+    assert main(["run", path, "job.resume=true", "job.epochs.count=4"]) == 0
+    assert steps(tracking_uri, run.info.run_id) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,8 @@ class TrainingJob(SupervisedJob):
                     mlflow.log_params({f"tuned.{k}": str(v)[:500] for k, v in model.params.items()})
                     step.note(", ".join(f"{k}={v}" for k, v in model.params.items()))
             inputs, targets = self.read_data(resumed.check_data if resumed else None)
+            if resumed is not None:  # recorded once the data is known to be the run's
+                mlflow.set_tags(resumed.tags)
             if self.holdout is not None:
                 with self.step("hold out test rows") as step:
                     inputs, targets, tags = self.hold_out(inputs, targets)
@@ -190,16 +192,12 @@ class TrainingJob(SupervisedJob):
         return resumed
 
     def epoch_tags(self, resumed: Resumption | None) -> dict[str, str]:
-        """The tags of a training in epochs: the epochs asked, the resume digest, this process, and
-        what a resume changed (none for a single fit)."""
+        """The tags of a training in epochs: the resume digest, this process, and for a new run the
+        epochs asked (a resumed run records them with what it changed, after its data is checked)."""
         if self.epochs is None:
             return {}
-        tags = {
-            EPOCHS_TAG: str(self.epochs.count),
-            RESUME_HASH_TAG: resume_hash(self.resolved_config()),
-            TRAINER_TAG: worker_token(),
-        }
-        return {**tags, **(resumed.tags if resumed else {})}
+        tags = {RESUME_HASH_TAG: resume_hash(self.resolved_config()), TRAINER_TAG: worker_token()}
+        return tags if resumed else {**tags, EPOCHS_TAG: str(self.epochs.count)}
 
 
 def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:
