@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -98,6 +99,7 @@ def _steps(model: Any) -> list[Any]:
     return [model] if steps is None else [step for _, step in steps]
 
 
+@functools.cache  # read from the installed metadata once a process: a checkpoint every epoch asks again
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
