@@ -22,6 +22,17 @@ DATA_DIGEST_TAG = "trainyard.data_digest"  # a fingerprint of all the rows the r
 TEST_DIGEST_TAG = "trainyard.test_digest"  # a fingerprint of the test rows it held out
 TEST_ROWS_TAG = "trainyard.test_rows"  # how many rows it held out
 DECISION_TAG = "trainyard.decision"  # on a promotion run: promote or keep
+
+# --- MLflow tags of a training run in epochs (job.epochs), and of its checkpoints
+EPOCHS_TAG = "trainyard.epochs"  # the epochs asked for (raised by a resume that extends them)
+EPOCHS_DONE_TAG = "trainyard.epochs_done"  # the last epoch logged
+BEST_EPOCH_TAG = "trainyard.best_epoch"  # the epoch with the best validation score of the monitored metric
+STOPPED_EPOCH_TAG = "trainyard.stopped_epoch"  # the epoch early stopping ended the training at
+FINAL_EPOCH_TAG = "trainyard.final_epoch"  # the epoch of the model saved at the end (best or last)
+RESUME_HASH_TAG = "trainyard.resume_hash"  # a digest of the config without what a resume may change
+TRAINER_TAG = "trainyard.trainer"  # the worker token of the process training the run now
+RESUMED_TAG = "trainyard.resumed"  # + ".<n>": what the n-th resume changed, continued and superseded
+CHECKPOINT_EPOCH_TAG = "trainyard.epoch"  # on a checkpoint (a logged model): its epoch
 # On a registered model: the last promotion decision (JSON), and one tag per alias move
 # (``<ALIAS_MOVE_TAG>.<alias>.<UTC time>``: "v1 -> v2 by run ...: why"); on its versions, when they
 # took the alias (PROMOTED_TAG) and when they lost it (DEMOTED_TAG).

@@ -121,6 +121,16 @@ class SklearnModel(Model):
         self._pipeline = pipeline
         return self
 
+    def build(self, inputs: pd.DataFrame) -> Pipeline:
+        """The unfitted pipeline (preprocessing, estimator) for the columns of ``inputs``."""
+        return self._build(inputs)
+
+    def with_pipeline(self, pipeline: Pipeline) -> SklearnModel:
+        """A copy of this model whose fit is ``pipeline`` (fitted elsewhere: in epochs, say)."""
+        copy = self.model_copy()
+        copy._pipeline = pipeline
+        return copy
+
     def predict(self, inputs: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 

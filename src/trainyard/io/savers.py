@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,15 +39,27 @@ class SklearnSaver(Component):
         "(MLflow's check; about 1 s). The job has already scored the fitted model on the test rows.",
     )
 
-    def save(self, model: Any, signature: ModelSignature, inputs: pd.DataFrame) -> ModelInfo:
-        """Log ``model`` and return its info (model URI, id)."""
+    def save(
+        self,
+        model: Any,
+        signature: ModelSignature,
+        inputs: pd.DataFrame,
+        *,
+        name: str | None = None,
+        step: int = 0,
+        tags: dict[str, str] | None = None,
+    ) -> ModelInfo:
+        """Log ``model`` (as ``name``, default the saver's; at ``step``, with ``tags``) and return its
+        info (model URI, id)."""
         from mlflow.models import Model
 
         example = inputs.head(self.input_example_rows) if self.input_example_rows else None
         try:
             return Model.log(
                 artifact_path=None,
-                name=self.name,
+                name=name or self.name,
+                step=step,
+                tags=tags,
                 flavor=_SklearnFlavor,
                 sk_model=model,
                 signature=signature,
@@ -86,6 +99,7 @@ def _steps(model: Any) -> list[Any]:
     return [model] if steps is None else [step for _, step in steps]
 
 
+@functools.cache  # read from the installed metadata once a process: a checkpoint every epoch asks again
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)

@@ -165,12 +165,16 @@ class Job(Component, abc.ABC):
         return RunRecord(text, params, tags, source)
 
     @contextmanager
-    def tracked_run(self, tags: dict[str, str] | None = None) -> Iterator[Any]:
-        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING."""
+    def tracked_run(self, tags: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[Any]:
+        """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING.
+
+        ``run_id``: reopen that run (a resumed training) rather than start one."""
         import mlflow
 
         try:
-            run_id = self.mlflow.begin_run(self.run_record(tags))  # ended FAILED, error recorded, if it fails
+            run_id = self.mlflow.begin_run(
+                self.run_record(tags), run_id
+            )  # ended FAILED, error recorded, if it fails
         except BaseException as error:
             self.announce_failure(error, "the MLflow run could not start")
             raise

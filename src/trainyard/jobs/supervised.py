@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -88,14 +89,22 @@ class SupervisedJob(Job):
             except DataAccessError as error:
                 raise DataAccessError(f"job.{field}: {error}") from error
 
-    def read_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Read and validate inputs and targets (a step), then log both as lineage (a step)."""
+    def read_data(
+        self, check: Callable[[dict[str, str]], None] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Read and validate inputs and targets (a step), then log both as lineage (a step).
+
+        ``check`` is given the digests (``{"inputs": ..., "targets": ...}``) before they are logged,
+        and raises to refuse them (a resumed run's data must be the data it was trained on).
+        """
         import mlflow
 
         inputs, targets = self.read_inputs_and_targets()
         with self.step("log lineage") as step:
             inputs_lineage = self.inputs.lineage(inputs, "inputs")
             targets_lineage = self.targets.lineage(targets, "targets")
+            if check is not None:
+                check({"inputs": inputs_lineage.digest, "targets": targets_lineage.digest})
             mlflow.log_input(inputs_lineage, context="inputs")
             mlflow.log_input(targets_lineage, context="targets")
             step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainyard.core.estimators import is_import_path
+from trainyard.core.iterative import Epochs, estimators_in_steps, how_it_learns
 from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.signers import InferSigner, SignerKind
@@ -23,8 +24,10 @@ from trainyard.io.logging import get_logger
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
 from trainyard.jobs.base import Locals
+from trainyard.jobs.epochs import EpochTraining, Rows
+from trainyard.jobs.resuming import Resumption, find_resumption, resume_hash
 from trainyard.jobs.supervised import SupervisedJob
-from trainyard.records import TEST_ROWS_TAG
+from trainyard.records import EPOCHS_TAG, RESUME_HASH_TAG, TEST_ROWS_TAG, TRAINER_TAG, worker_token
 from trainyard.runtime.threads import AUTO, NativeThreads, Threads
 from trainyard.tuning.tuned import load_tuned_params
 
@@ -47,6 +50,17 @@ class TrainingJob(SupervisedJob):
         description="Native threads (OpenMP, BLAS) of the fit and the predictions; auto: every usable "
         "core (as the libraries do by default, unless the environment sets fewer).",
     )
+    epochs: Epochs | None = Field(
+        None,
+        description="Train in epochs, logging learning curves (unset: one fit). For estimators with "
+        "partial_fit (SGD, MLP, Perceptron, GaussianNB) or that grow with warm_start (forests, "
+        "gradient boosting). See docs/iterative.md.",
+    )
+    resume: bool | str = Field(
+        False,
+        description="Continue a run trained in epochs that did not finish them, in the same MLflow run: "
+        "true for the newest one of this config, or its run id (needs epochs.checkpoint).",
+    )
 
     @field_validator("splitter")
     @classmethod
@@ -61,17 +75,48 @@ class TrainingJob(SupervisedJob):
             )
         return splitter
 
+    @model_validator(mode="after")
+    def _epochs_fit_model(self) -> TrainingJob:
+        epochs = self.epochs
+        if epochs is None:
+            if self.resume is not False:
+                raise ValueError("resume: only a training in epochs resumes; set epochs with a checkpoint")
+            return self
+        if how_it_learns(self.model.estimator) is None:
+            raise ValueError(
+                f"epochs: {self.model.estimator} cannot learn in steps (it has no partial_fit and does not "
+                f"grow with warm_start); estimators that can: {', '.join(estimators_in_steps())}"
+            )
+        names = [metric.name for metric in self.metrics]
+        if epochs.early_stopping is not None and epochs.early_stopping.metric not in names:
+            raise ValueError(
+                f"epochs.early_stopping.metric: {epochs.early_stopping.metric!r} is not among job.metrics "
+                f"({', '.join(names)})"
+            )
+        if epochs.final == "best" and (epochs.checkpoint is None or not epochs.checkpoint.keep_best):
+            raise ValueError(
+                "epochs.final: best is the best checkpoint: set epochs.checkpoint with keep_best"
+            )
+        if self.resume is not False and epochs.checkpoint is None:
+            raise ValueError("resume: a run continues from a checkpoint: set epochs.checkpoint")
+        return self
+
     def run(self) -> Locals:
         import mlflow
 
-        with self.tracked_run() as run, NativeThreads(self.threads, unit="fit"):
+        resumed = self.find_resumed()
+        tags = self.epoch_tags(resumed)
+        run_id = resumed.run_id if resumed else None
+        with self.tracked_run(tags, run_id) as run, NativeThreads(self.threads, unit="fit"):
             model = self.model
             if model.params_from is not None:
                 with self.step("take tuned parameters") as step:
                     model = _with_tuned_params(model, self.mlflow.resolved_tracking_uri)
                     mlflow.log_params({f"tuned.{k}": str(v)[:500] for k, v in model.params.items()})
                     step.note(", ".join(f"{k}={v}" for k, v in model.params.items()))
-            inputs, targets = self.read_data()
+            inputs, targets = self.read_data(resumed.check_data if resumed else None)
+            if resumed is not None:  # recorded once the data is known to be the run's
+                mlflow.set_tags(resumed.tags)
             if self.holdout is not None:
                 with self.step("hold out test rows") as step:
                     inputs, targets, tags = self.hold_out(inputs, targets)
@@ -83,11 +128,21 @@ class TrainingJob(SupervisedJob):
                 targets_train, targets_test = targets.iloc[train_index], targets.iloc[test_index]
                 step.note(f"train {inputs_train.shape}, test {inputs_test.shape}")
                 mlflow.log_params({"data.train_rows": len(train_index), "data.test_rows": len(test_index)})
-            with self.step("fit"):
-                fit_start = time.perf_counter()
-                model.fit(inputs_train, targets_train)
-                fit_time = time.perf_counter() - fit_start
-                mlflow.log_metric("fit_time", fit_time)
+            if self.epochs is None:
+                with self.step("fit"):
+                    fit_start = time.perf_counter()
+                    model.fit(inputs_train, targets_train)
+                    fit_time = time.perf_counter() - fit_start
+                    mlflow.log_metric("fit_time", fit_time)
+            else:
+                with self.step("fit in epochs") as step:
+                    rows = Rows(inputs_train, targets_train, inputs_test, targets_test)
+                    training = EpochTraining(
+                        self.epochs, self.metrics, self.saver, self.signer, self.cancellation, run.info.run_id
+                    )
+                    outcome = training.train(model, rows, targets, resumed)
+                    model = model.with_pipeline(outcome.pipeline)
+                    step.note(outcome.summary())
             with self.step("predict") as step:
                 outputs = model.predict(inputs_test)
                 needs_proba = any(metric.needs_proba for metric in self.metrics)
@@ -96,7 +151,8 @@ class TrainingJob(SupervisedJob):
                 step.note(f"outputs {outputs.shape}")
             with self.step("score") as step:
                 scores = {m.name: m.score(targets_test, outputs, probas, labels) for m in self.metrics}
-                mlflow.log_metrics(scores)
+                if self.epochs is None:  # in epochs, every epoch logged them with its step
+                    mlflow.log_metrics(scores)
                 step.note(", ".join(f"{name}={value:.4g}" for name, value in scores.items()))
             with self.step("sign") as step:
                 signature = self.signer.sign(inputs_train, outputs)
@@ -117,6 +173,31 @@ class TrainingJob(SupervisedJob):
                 _summary(run.info.run_id, scores, model_info.model_uri, version, self),
             )
         return locals()
+
+    def find_resumed(self) -> Resumption | None:
+        """The run ``resume`` continues, and from where (None: a new run); a step when resuming."""
+        if self.resume is False or self.epochs is None:
+            return None
+        with self.step("find the run to resume") as step:
+            monitored = self.epochs.monitored([metric.name for metric in self.metrics])
+            resumed = find_resumption(
+                self.resume,
+                self.resolved_config(),
+                self.epochs.count,
+                monitored,
+                self.mlflow.experiment_id(),
+                self.mlflow.resolved_tracking_uri,
+            )
+            step.note(f"run {resumed.run_id}, after the checkpoint of epoch {resumed.checkpoint}")
+        return resumed
+
+    def epoch_tags(self, resumed: Resumption | None) -> dict[str, str]:
+        """The tags of a training in epochs: the resume digest, this process, and for a new run the
+        epochs asked (a resumed run records them with what it changed, after its data is checked)."""
+        if self.epochs is None:
+            return {}
+        tags = {RESUME_HASH_TAG: resume_hash(self.resolved_config()), TRAINER_TAG: worker_token()}
+        return tags if resumed else {**tags, EPOCHS_TAG: str(self.epochs.count)}
 
 
 def _with_tuned_params(model: SklearnModel, tracking_uri: str) -> SklearnModel:

@@ -1,0 +1,128 @@
+"""Benchmark: the overhead of a checkpoint every epoch on a 50-epoch training.
+
+    .venv/bin/python benchmarks/iterative.py [--epochs 50] [--repeats 3]
+
+Set-up (untimed), in a temporary folder: the diabetes example rows repeated 100 times with a little
+noise (44 200 rows), so that an epoch of an MLPRegressor (64, 64) takes about 0.2 s. Then,
+interleaved (A, B, A, B, ...), each a fresh process `trainyard run`:
+  plain        job.epochs: {count: 50}
+  checkpoints  job.epochs: {count: 50, checkpoint: {every: 1, keep_last: 2}} (50 logged models, 48
+               deleted)
+Each is timed as its "fit in epochs" phase (the MLflow run's time from its first to its last
+epoch_time point, plus the first epoch), and as the whole process. Prints the medians and the
+overhead; writes benchmarks/results/iterative.json. See docs/iterative.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _machine import describe  # benchmarks/ is on sys.path when a script here runs
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+RESULTS = HERE / "results" / "iterative.json"
+CONFIG = """job:
+  KIND: training
+  mlflow: {{experiment: {experiment}}}
+  inputs: {{KIND: csv, path: data/large.csv, drop: [target]}}
+  targets: {{KIND: csv, path: data/large.csv, columns: [target]}}
+  splitter: {{KIND: train_test, test_size: 0.25, seed: 7}}
+  model:
+    KIND: sklearn
+    estimator: MLPRegressor
+    params: {{hidden_layer_sizes: [64, 64], learning_rate_init: 0.001, random_state: 0}}
+    scale: true
+  metrics: [rmse]
+  threads: 1
+  epochs: {epochs}
+"""
+
+
+def write_data(folder: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    rng = np.random.default_rng(0)
+    large = pd.concat([frame] * 100, ignore_index=True)
+    large.iloc[:, :-1] += rng.normal(0, 0.005, size=(len(large), frame.shape[1] - 1))
+    (folder / "data").mkdir()
+    large.to_csv(folder / "data" / "large.csv", index=False)
+
+
+def training_seconds(folder: Path, experiment: str) -> float:
+    """From the start of the first epoch to the end of the last, as the run logged them."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    history = sorted(client.get_metric_history(run.info.run_id, "epoch_time"), key=lambda m: m.step)
+    return (history[-1].timestamp - history[0].timestamp) / 1000 + history[0].value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    variants = {
+        "plain": f"{{count: {args.epochs}}}",
+        "checkpoints": f"{{count: {args.epochs}, checkpoint: {{every: 1, keep_last: 2}}}}",
+    }
+    times: dict[str, dict[str, list[float]]] = {name: {"training": [], "process": []} for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_data(folder)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+        for repeat in range(args.repeats):
+            for name, epochs in variants.items():
+                experiment = f"{name}-{repeat}"
+                path = folder / f"{experiment}.yaml"
+                path.write_text(CONFIG.format(experiment=experiment, epochs=epochs))
+                start = time.perf_counter()
+                subprocess.run(
+                    [str(BIN / "trainyard"), "run", str(path)],
+                    cwd=folder,
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
+                times[name]["process"].append(time.perf_counter() - start)
+                times[name]["training"].append(training_seconds(folder, experiment))
+                print(f"{experiment}: training {times[name]['training'][-1]:.2f} s", flush=True)
+    medians = {name: {k: statistics.median(v) for k, v in values.items()} for name, values in times.items()}
+    overhead = medians["checkpoints"]["training"] / medians["plain"]["training"] - 1
+    per_epoch = medians["plain"]["training"] / args.epochs
+    results: dict[str, Any] = {
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "seconds": times,
+        "medians": medians,
+        "plain_epoch_seconds": per_epoch,
+        "checkpoint_overhead": overhead,
+        **describe(load, ("mlflow", "scikit-learn", "pandas")),
+    }
+    for name, values in medians.items():
+        print(f"{name:12} training {values['training']:.2f} s, process {values['process']:.2f} s")
+    print(f"an epoch takes {per_epoch:.3f} s; a checkpoint every epoch adds {overhead:.1%}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

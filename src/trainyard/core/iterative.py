@@ -1,0 +1,183 @@
+"""Training in epochs, as pure parts: the config, which estimators learn in steps, one epoch of
+fitting, the early-stopping rule and which checkpoints to keep. No I/O (jobs/epochs.py logs)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from trainyard.core.component import Component
+from trainyard.core.estimators import ESTIMATORS, estimator_class
+from trainyard.core.metrics import Direction
+from trainyard.core.models import PREDICTION
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+PARTIAL_FIT = "partial_fit"
+# scikit-learn ensembles that grow with warm_start: the class-name prefix, and the parameter that grows
+_GROWN = {
+    "HistGradientBoosting": "max_iter",
+    "GradientBoosting": "n_estimators",
+    "RandomForest": "n_estimators",
+    "ExtraTrees": "n_estimators",
+    "Bagging": "n_estimators",
+}
+
+
+class EarlyStopping(Component):
+    """Stop when the validation metric has not improved for ``patience`` epochs."""
+
+    metric: str = Field(description="A metric of job.metrics, scored on the validation rows.")
+    patience: int = Field(5, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(
+        0.0, ge=0, description="How much better than the best so far a score must be to count."
+    )
+
+
+class Checkpoint(Component):
+    """Save the model every ``every`` epochs as an MLflow logged model with its step."""
+
+    every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+    keep_last: int = Field(2, ge=1, description="The newest checkpoints kept; older ones are deleted.")
+    keep_best: bool = Field(True, description="Also keep the checkpoint with the best validation metric.")
+
+
+class Epochs(Component):
+    """Fit in epochs: partial_fit once per epoch, or a warm-started ensemble grown by ``grow``."""
+
+    count: int = Field(ge=1, description="Epochs to train (a resumed run may raise it).")
+    grow: int = Field(
+        10,
+        ge=1,
+        description="For warm_start ensembles: trees (n_estimators) or boosting iterations (max_iter) "
+        "added per epoch; the model's own value of that parameter is replaced.",
+    )
+    early_stopping: EarlyStopping | None = Field(None, description="Stop early (unset: all epochs).")
+    checkpoint: Checkpoint | None = Field(None, description="Checkpoints (unset: none; resume needs them).")
+    final: Literal["best", "last"] = Field(
+        "last",
+        description="The model saved and registered at the end: the last epoch's, or the best "
+        "checkpoint's (needs checkpoint.keep_best).",
+    )
+
+    def monitored(self, metric_names: list[str]) -> str:
+        """The metric that decides the best epoch: the early-stopping one, else the first metric."""
+        return self.early_stopping.metric if self.early_stopping else metric_names[0]
+
+
+def how_it_learns(estimator: str) -> str | None:
+    """``partial_fit``, the parameter a warm start grows (``n_estimators``, ``max_iter``), or None."""
+    klass = estimator_class(estimator)
+    if callable(getattr(klass, PARTIAL_FIT, None)):
+        return PARTIAL_FIT
+    if klass.__module__.startswith("sklearn."):
+        for prefix, parameter in _GROWN.items():
+            if klass.__name__.startswith(prefix):
+                return parameter
+    return None
+
+
+def estimators_in_steps() -> list[str]:
+    """The registered scikit-learn estimators that learn in steps (imports them: for error messages)."""
+    names = [name for name, module in ESTIMATORS.items() if module.startswith("sklearn.")]
+    return sorted(name for name in names if how_it_learns(name) is not None)
+
+
+class EpochLearner:
+    """A pipeline fitted an epoch at a time. The preprocessing is fitted once on the train rows (or
+    comes fitted with a checkpoint); each epoch calls the estimator's ``partial_fit`` once on all
+    train rows, or grows a warm-started ensemble to ``grow * epoch`` members and fits it."""
+
+    def __init__(self, pipeline: Pipeline, how: str, grow: int, classes: list[Any] | None) -> None:
+        self.pipeline = pipeline
+        self.how = how
+        self.grow = grow
+        self.classes = classes
+        self._cache: dict[int, Any] = {}
+
+    @property
+    def estimator(self) -> Any:
+        return self.pipeline.steps[-1][1]
+
+    def fit_preprocessing(self, inputs: pd.DataFrame) -> None:
+        """Fit the steps before the estimator on the train rows (none: nothing to fit)."""
+        if len(self.pipeline.steps) > 1:
+            self.pipeline[:-1].fit(inputs)
+
+    def transformed(self, inputs: pd.DataFrame) -> Any:
+        """``inputs`` as the estimator sees them (computed once per frame)."""
+        key = id(inputs)
+        if key not in self._cache:  # the frame is held with its result, so its id is not reused
+            done = self.pipeline[:-1].transform(inputs) if len(self.pipeline.steps) > 1 else inputs
+            self._cache[key] = (inputs, done)
+        return self._cache[key][1]
+
+    def epoch(self, number: int, inputs: pd.DataFrame, targets: pd.DataFrame) -> None:
+        """Fit epoch ``number`` (from 1) on the train rows."""
+        features, target = self.transformed(inputs), _target_vector(targets)
+        if self.how == PARTIAL_FIT:
+            extra = {"classes": self.classes} if self.classes is not None else {}
+            self.estimator.partial_fit(features, target, **extra)
+        else:
+            self.estimator.set_params(warm_start=True, **{self.how: self.grow * number})
+            self.estimator.fit(features, target)
+
+    def predict(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """One ``prediction`` column, indexed like ``inputs``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {PREDICTION: self.estimator.predict(self.transformed(inputs))}, index=inputs.index
+        )
+
+    def predict_proba(self, inputs: pd.DataFrame, labels: list[Any] | None) -> np.ndarray:
+        """Class probabilities, a column per class of ``labels`` (0 for a class never seen)."""
+        import pandas as pd
+
+        probas = self.estimator.predict_proba(self.transformed(inputs))
+        classes = list(self.estimator.classes_)
+        if labels is None or classes == list(labels):
+            return probas
+        return pd.DataFrame(probas, columns=classes).reindex(columns=labels, fill_value=0.0).to_numpy()
+
+
+def _target_vector(targets: pd.DataFrame) -> Any:
+    return targets.iloc[:, 0] if targets.shape[1] == 1 else targets
+
+
+class Best:
+    """The best score so far in one direction, and the epochs since it (min_delta: the margin a
+    score must beat the best by)."""
+
+    def __init__(self, direction: Direction, min_delta: float = 0.0) -> None:
+        self.direction = direction
+        self.min_delta = min_delta
+        self.epoch: int | None = None
+        self.score = math.nan
+        self.since = 0
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Take the score of ``epoch``; whether it is the new best."""
+        better = self.epoch is None or (
+            score > self.score + self.min_delta
+            if self.direction == "maximize"
+            else score < self.score - self.min_delta
+        )
+        if better:
+            self.epoch, self.score, self.since = epoch, score, 0
+        else:
+            self.since += 1
+        return better
+
+
+def checkpoints_to_delete(epochs: Iterable[int], keep_last: int, best: int | None) -> list[int]:
+    """Which checkpoint epochs go: all but the ``keep_last`` newest and ``best`` (None: no best kept)."""
+    ordered = sorted(epochs)
+    kept = set(ordered[-keep_last:]) | ({best} if best is not None else set())
+    return [epoch for epoch in ordered if epoch not in kept]
