@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 from trainyard import __version__
-from trainyard.config import load_layers, resolve, validate
-from trainyard.core.estimators import IMPORT_PATHS_ENV
 from trainyard.errors import ConfigurationError, TrainyardError
-from trainyard.io.examples import write_example_data
-from trainyard.runtime.signals import cancel_on_signals
+
+# The other imports are in the functions that need them: `trainyard --help` loads only this module.
 
 EPILOG = """examples:
   trainyard example-data
@@ -136,6 +134,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "watch":
         return _watch(args)
     if args.command == "example-data":
+        from trainyard.io.examples import write_example_data
+
         for path in write_example_data(args.out):
             print(path)
         return 0
@@ -143,6 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    from trainyard.runtime.signals import cancel_on_signals
     from trainyard.watch.command import make_watcher, print_status, watched_folder  # rich, watchfiles
 
     if args.status:
@@ -160,6 +161,8 @@ def _watch(args: argparse.Namespace) -> int:
 def _env_allows_import_paths() -> bool:
     """TRAINYARD_ALLOW_IMPORT_PATHS: 1/true/yes allow, 0/false/no/empty refuse, anything else is an error."""
     import os
+
+    from trainyard.core.estimators import IMPORT_PATHS_ENV
 
     value = os.environ.get(IMPORT_PATHS_ENV, "").strip().lower()
     if value in {"", "0", "false", "no"}:
@@ -183,6 +186,7 @@ def _run(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> in
 
 
 def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -> int:
+    from trainyard.config import load_layers, resolve, validate
 
     files = [a for a in arguments if ("=" not in a and not a.startswith("~")) or Path(a).is_file()]
     overrides = [a for a in arguments if a not in files]
@@ -203,6 +207,7 @@ def _run_job(arguments: list[str], *, dry_run: bool, allow_import_paths: bool) -
         return 0
     from contextlib import nullcontext
 
+    from trainyard.runtime.signals import cancel_on_signals
     from trainyard.settings import job_class
 
     job_config = data.get("job")
