@@ -32,7 +32,7 @@ def error_of(paths: list[str], overrides: list[str] | None = None) -> str:
 
 def test_example_configs_are_valid() -> None:
     for path in sorted(CONFS.glob("*.yaml")):
-        assert load_settings([str(path)]).job.KIND in {"training", "tuning"}, path
+        assert load_settings([str(path)]).job.KIND in {"training", "tuning", "inference"}, path
 
 
 def test_files_merge_in_order_then_overrides(tmp_path: Path) -> None:
