@@ -220,13 +220,13 @@ class InferenceJob(Job):
             for chunk in chunks:
                 self.cancellation.check()
                 if inputs_sample is None:
-                    inputs_sample = chunk.head(SAMPLE_ROWS)
+                    inputs_sample = chunk.head(SAMPLE_ROWS).copy()  # not a view that holds the chunk
                 elif features is not None and model.input_schema is not None:
                     self._check_chunk(model, chunk[features], features)
                 table = self._predict(model, chunk, features)
                 if outputs_sample is None:
                     self._check_output_columns(table)
-                    outputs_sample = table.head(SAMPLE_ROWS)
+                    outputs_sample = table.head(SAMPLE_ROWS).copy()
                 append(table)
                 progress.advance(len(chunk))
         return progress.rows, progress.chunks, inputs_sample, outputs_sample
