@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 
 import pytest
 from rich.console import Console
@@ -25,12 +24,17 @@ def test_a_terminal_shows_a_bar_of_rows(monkeypatch: pytest.MonkeyPatch) -> None
     assert "1000/1000" in shown and "rows/s" in shown
 
 
-def test_elsewhere_each_chunk_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("trainyard")
-    logger.propagate = True  # a previous job's logger service may have turned it off
-    with caplog.at_level(logging.INFO, logger="trainyard"), RowProgress(total=None) as progress:
+def test_elsewhere_each_chunk_is_a_log_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[str] = []
+
+    class Logger:
+        def info(self, message: str, *args: object) -> None:
+            lines.append(message % args)
+
+    monkeypatch.setattr(progress_module, "get_logger", Logger)
+    with RowProgress(total=None) as progress:
         progress.advance(100_000)
         progress.advance(5)
-    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
     assert lines[0].startswith("chunk 1: 100,000 rows (") and lines[1].startswith("chunk 2: 100,005 rows (")
     assert all(line.endswith(" rows/s)") for line in lines) and progress.rate > 0

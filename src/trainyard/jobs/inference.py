@@ -100,6 +100,7 @@ class InferenceJob(Job):
                 self._check_probabilities(model)
                 step.note(f"{model.flavor} flavor, {_describe_signature(model)}")
             with contextlib.closing(self._chunks()) as chunks:
+                start = time.perf_counter()  # the rate counts the first chunk's reading and check
                 with self.step("check inputs") as step:
                     first = next(chunks, None)
                     if first is None:  # the file had rows when checked before the run
@@ -109,14 +110,13 @@ class InferenceJob(Job):
                         f"{len(features) if features is not None else len(first.columns)} input columns"
                     )
                 with self.step("predict", spinner=False) as step:
-                    start = time.perf_counter()
                     stream = _first_then(first, chunks)
                     del first  # memory holds one chunk at a time
                     rows, chunk_count, inputs_sample, outputs_sample = self._stream(model, stream, features)
                     seconds = time.perf_counter() - start
                     rate = rows / seconds if seconds > 0 else 0.0
-                    mlflow.log_metrics({"rows": rows, "rows_per_second": rate, "chunks": chunk_count})
                     step.note(f"{rows:,} rows in {chunk_count} chunk(s), {rate:,.0f} rows/s")
+                    mlflow.log_metrics({"rows": rows, "rows_per_second": rate, "chunks": chunk_count})
             with self.step("log lineage") as step:
                 inputs_lineage = streamed_lineage(self.inputs.path, "inputs", inputs_sample, rows)
                 outputs_lineage = streamed_lineage(self.outputs.path, "predictions", outputs_sample, rows)
@@ -220,13 +220,13 @@ class InferenceJob(Job):
             for chunk in chunks:
                 self.cancellation.check()
                 if inputs_sample is None:
-                    inputs_sample = chunk.head(SAMPLE_ROWS)
+                    inputs_sample = chunk.head(SAMPLE_ROWS).copy()  # not a view that holds the chunk
                 elif features is not None and model.input_schema is not None:
                     self._check_chunk(model, chunk[features], features)
                 table = self._predict(model, chunk, features)
                 if outputs_sample is None:
                     self._check_output_columns(table)
-                    outputs_sample = table.head(SAMPLE_ROWS)
+                    outputs_sample = table.head(SAMPLE_ROWS).copy()
                 append(table)
                 progress.advance(len(chunk))
         return progress.rows, progress.chunks, inputs_sample, outputs_sample
