@@ -331,6 +331,7 @@ class TuningJob(SupervisedJob):
                 if budget is not None and len(study.get_trials(deepcopy=False)) >= budget:
                     study.stop()  # the study's budget: this worker's, other workers' and earlier runs' trials
                 progress.on_trial_end(study, trial)
+                self.notify("trial", done=_count_finished(study), budget=budget, best=progress.best)
                 stop.on_trial_end(study, trial)
 
             executor.search(
