@@ -32,6 +32,7 @@ def quick_job(**changes: Any) -> dict[str, Any]:
     document = copy.deepcopy(QUICKSTART)
     document["job"]["register"] = None
     document["job"]["mlflow"] = {"experiment": "service"}
+    document["job"]["model"]["params"] = {"max_iter": 20}
     document["job"].update(changes)
     return document
 
@@ -39,7 +40,11 @@ def quick_job(**changes: Any) -> dict[str, Any]:
 def slow_job() -> dict[str, Any]:
     """A training job whose fit takes a minute: to be stopped while it runs."""
     document = quick_job()
-    document["job"]["model"]["params"] = {"max_iter": 100_000, "learning_rate": 0.001, "early_stopping": False}
+    document["job"]["model"]["params"] = {
+        "max_iter": 100_000,
+        "learning_rate": 0.001,
+        "early_stopping": False,
+    }
     return document
 
 
@@ -96,14 +101,26 @@ class Service:
         return list(client.search_runs([found.experiment_id], f"tags.`trainyard.service_job` = '{job_id}'"))
 
 
-def start_service(folder: Path, *arguments: str, token: str | None = TOKEN, port: int | None = None) -> Service:
+def start_service(
+    folder: Path, *arguments: str, token: str | None = TOKEN, port: int | None = None
+) -> Service:
     """Start ``trainyard serve`` in ``folder`` and wait until it answers /health."""
     port = port or free_port()
     env = {key: value for key, value in os.environ.items() if key != "TRAINYARD_TOKEN"}
     if token:
         env["TRAINYARD_TOKEN"] = token
     env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "trainyard.cli", "serve", "--port", str(port), "--grace", "3", *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "trainyard.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--grace",
+        "3",
+        *arguments,
+    ]
     with (folder / "serve.out").open("ab") as out:
         process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env)
     service = Service(folder, port, process, token, list(arguments))

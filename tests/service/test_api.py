@@ -54,7 +54,9 @@ def test_a_job_runs_to_completion_with_its_steps_metrics_run_and_log(service: Se
         assert job["started_at"] <= job["transitions"][3]["at"] <= job["ended_at"]
         runs = service.mlflow_runs(job_id)
         assert [run.info.run_id for run in runs] == [job["run_id"]]
-        assert runs[0].info.status == "FINISHED" and runs[0].data.metrics["r2"] == pytest.approx(job["metrics"]["r2"])
+        assert runs[0].info.status == "FINISHED" and runs[0].data.metrics["r2"] == pytest.approx(
+            job["metrics"]["r2"]
+        )
         log = http.get(f"/jobs/{job_id}/logs").text
         assert "✓ fit" in log and "Training finished" in log
         followed = http.get(f"/jobs/{job_id}/logs", params={"follow": "true"}).text
@@ -116,7 +118,9 @@ def test_a_retried_submit_with_its_idempotency_key_returns_the_first_job(service
         ({"metrics": [{"_target_": "os.system"}]}, "job.metrics.0._target_: Trainyard never builds objects"),
     ],
 )
-def test_an_invalid_config_is_refused_with_the_field_path(service: Service, change: dict, expected: str) -> None:
+def test_an_invalid_config_is_refused_with_the_field_path(
+    service: Service, change: dict, expected: str
+) -> None:
     with service.http() as http:
         before = http.get("/jobs").json()["total"]
         answer = http.post("/jobs", json=quick_job(**change))
@@ -127,7 +131,9 @@ def test_an_invalid_config_is_refused_with_the_field_path(service: Service, chan
 
 def test_import_paths_are_refused_over_http(service: Service) -> None:
     with service.http() as http:
-        answer = http.post("/jobs", json=quick_job(model={"KIND": "sklearn", "estimator": "sklearn.linear_model:Ridge"}))
+        answer = http.post(
+            "/jobs", json=quick_job(model={"KIND": "sklearn", "estimator": "sklearn.linear_model:Ridge"})
+        )
         assert answer.status_code == 422
         assert "job.model.estimator" in answer.json()["detail"] and "import path" in answer.json()["detail"]
 
@@ -148,7 +154,11 @@ def test_files_outside_the_data_roots_are_refused(service: Service, tmp_path: Pa
         ({"inputs": reader("data/link.csv")}, "job.inputs.path", "outside the service's data roots"),
         ({"inputs": reader("https://example.org/x.csv")}, "job.inputs.path", "URLs are not accepted"),
         ({"logger": {"folder": "/tmp"}}, "job.logger.folder", "outside"),
-        ({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}}, "job.mlflow.tracking_uri", "outside"),
+        (
+            {"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}},
+            "job.mlflow.tracking_uri",
+            "outside",
+        ),
     ]
     with service.http() as http:
         for change, field, problem in cases:
@@ -163,7 +173,9 @@ def test_malformed_and_oversized_bodies_are_refused(service: Service) -> None:
         not_json = http.post("/jobs", content=b"{job: ", headers={"content-type": "application/json"})
         assert not_json.status_code == 422 and "not JSON" in not_json.json()["detail"]
         no_job = http.post("/jobs", json={"jobs": {}})
-        assert no_job.status_code == 422 and "jobs: unknown key; valid keys here: job" in no_job.json()["detail"]
+        assert (
+            no_job.status_code == 422 and "jobs: unknown key; valid keys here: job" in no_job.json()["detail"]
+        )
         runtime = http.post("/jobs", json={**quick_job(), "max_runtime_s": -1})
         assert runtime.status_code == 422 and "max_runtime_s = -1" in runtime.json()["detail"]
         huge = http.post("/jobs", content=json.dumps({"job": {"x": "y" * 2_000_000}}).encode())
@@ -172,7 +184,12 @@ def test_malformed_and_oversized_bodies_are_refused(service: Service) -> None:
 
 def test_unknown_jobs_answer_404_and_unfinished_ones_cannot_be_deleted(service: Service) -> None:
     with service.http() as http:
-        for method, path in [("GET", "/jobs/nope"), ("POST", "/jobs/nope/cancel"), ("GET", "/jobs/nope/logs"), ("DELETE", "/jobs/nope")]:
+        for method, path in [
+            ("GET", "/jobs/nope"),
+            ("POST", "/jobs/nope/cancel"),
+            ("GET", "/jobs/nope/logs"),
+            ("DELETE", "/jobs/nope"),
+        ]:
             answer = http.request(method, path)
             assert answer.status_code == 404 and "no job 'nope'" in answer.json()["detail"]
         job_id = http.post("/jobs", json=slow_job()).json()["id"]

@@ -124,4 +124,7 @@ def test_the_service_refuses_to_listen_beyond_loopback_without_a_token(own_folde
         env={k: v for k, v in __import__("os").environ.items() if k != "TRAINYARD_TOKEN"},
     )  # fmt: skip
     assert done.returncode == 2
-    assert "--host 0.0.0.0: the service listens beyond this machine only with a token" in done.stdout + done.stderr
+    assert (
+        "--host 0.0.0.0: the service listens beyond this machine only with a token"
+        in done.stdout + done.stderr
+    )

@@ -22,7 +22,12 @@ from typing import Any
 
 # Preloaded by the fork server: the heavy imports happen once, before any job.
 import mlflow
-import mlflow.sklearn  # noqa: F401
+import mlflow.models
+import mlflow.pyfunc
+import mlflow.sklearn
+import mlflow.store.db.utils
+import mlflow.store.model_registry.sqlalchemy_store
+import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 import optuna  # noqa: F401
 import pandas  # noqa: F401
 import sklearn.ensemble
