@@ -9,6 +9,7 @@ claim the same job.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -383,6 +384,9 @@ def _sqlite_pragmas(connection: Any, record: object) -> None:
     cursor.close()
 
 
+_migrating = threading.Lock()  # Alembic's commands keep module-global state: one at a time
+
+
 def migrate(engine: sa.Engine) -> None:
     """Bring the store's schema to the current revision (creating it in an empty database)."""
     from alembic import command
@@ -390,6 +394,6 @@ def migrate(engine: sa.Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
+    with _migrating, engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
