@@ -26,7 +26,10 @@ def wait_for(service: Service, job_id: str, statuses: set[str], timeout: float =
 def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
     with service.http(token="") as anonymous:
         assert anonymous.get("/health").json()["status"] == "ok"
-        for method, path in [("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/x"), ("GET", "/metrics")]:
+        for method, path in [
+            ("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/x"), ("GET", "/metrics"), ("GET", "/openapi.json"),
+            ("POST", "/jobs/x/cancel"), ("DELETE", "/jobs/x"), ("GET", "/jobs/x/logs"),
+        ]:  # fmt: skip
             answer = anonymous.request(method, path)
             assert answer.status_code == 401, (method, path)
             assert answer.headers["www-authenticate"] == "Bearer"

@@ -112,7 +112,10 @@ def _error(status: int, error: str, detail: str) -> JSONResponse:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """The application over ``config``'s store."""
-    app = FastAPI(title="Trainyard job service", version=__version__)
+    # The OpenAPI document needs the token like the rest; no pages that load scripts from elsewhere.
+    app = FastAPI(
+        title="Trainyard job service", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+    )
     store = config.store
 
     def authorized(request: Request) -> None:
@@ -156,6 +159,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if job is None:
             raise ResourceNotFoundError(f"no job {job_id!r} in the store")
         return job
+
+    @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/health")
     def health() -> dict[str, str]:
