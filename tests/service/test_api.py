@@ -206,3 +206,39 @@ def test_unknown_jobs_answer_404_and_unfinished_ones_cannot_be_deleted(service: 
 
 def test_the_token_is_the_services_own(service: Service) -> None:
     assert service.token == TOKEN
+
+
+def test_the_training_request_of_the_training_job_service_is_mapped_onto_a_training_job(
+    service: Service,
+) -> None:
+    request = {
+        "model_name": "diabetes-seed",
+        "model_version": "1.0.0",
+        "data_source_config": {
+            "path": "data/diabetes.csv", "type": "csv", "feature_columns": ["age", "bmi", "bp"],
+            "target_column": "target",
+        },
+        "algorithm_config": {"name": "Ridge", "framework": "scikit-learn", "parameters": {"alpha": 0.5}},
+        "experiment_name": "service",
+        "tags": {"team": "risk"},
+    }  # fmt: skip
+    with service.http() as http:
+        answer = http.post("/jobs", json=request)
+        assert answer.status_code == 202, answer.text
+        job = wait_for(service, answer.json()["id"], {"completed", "failed"})
+        assert job["status"] == "completed", job
+        assert set(job["metrics"]) == {"r2", "rmse"} and job["model_version"] == "1"
+        assert job["config"]["job"]["register"]["name"] == "diabetes-seed"
+        run = service.mlflow_runs(job["id"])[0]
+        assert run.data.tags["team"] == "risk" and run.data.params["model.params.alpha"] == "0.5"
+        missing = http.post("/jobs", json={**request, "data_source_config": {"path": "data/diabetes.csv"}})
+        assert missing.status_code == 422
+        assert "request: data_source_config.target_column: Field required" in missing.json()["detail"]
+        tuning = http.post("/jobs", json={**request, "hyperparameter_tuning_config": {"n_trials": 5}})
+        assert tuning.status_code == 422 and "not mapped onto a tuning job yet" in tuning.json()["detail"]
+        outside = {**request, "data_source_config": {**request["data_source_config"], "path": "/etc/passwd"}}
+        refused = http.post("/jobs", json=outside)
+        assert (
+            refused.status_code == 422
+            and "request: job.inputs.path = '/etc/passwd'" in refused.json()["detail"]
+        )

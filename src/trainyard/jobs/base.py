@@ -78,6 +78,11 @@ class Job(Component, abc.ABC):
         it runs in the job's thread and must be quick; an error it raises is logged, not raised."""
         self._observer = observer
 
+    @property
+    def observed(self) -> bool:
+        """Whether an observer listens (what only it needs may then be computed)."""
+        return self._observer is not None
+
     def notify(self, event: str, **details: Any) -> None:
         """Tell the observer, if any, that ``event`` happened (see ``Observer``)."""
         if self._observer is not None:

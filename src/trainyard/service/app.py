@@ -24,6 +24,7 @@ from trainyard import __version__
 from trainyard.errors import ConfigurationError, ResourceNotFoundError, TrainyardError
 from trainyard.service.store import FINAL, STATUSES, JobRecord, Store
 from trainyard.service.submission import ORIGIN, validate_job
+from trainyard.service.training_request import is_training_request, to_job
 
 SUBMIT_KEYS = ("job", "max_runtime_s", "max_retries")
 
@@ -183,7 +184,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         },
     )
     async def submit(request: Request) -> Response:
-        """Submit a job config ``{"job": {...}}`` (with optional ``max_runtime_s``, ``max_retries``)."""
+        """Submit a job config ``{"job": {...}}`` (with optional ``max_runtime_s``, ``max_retries``), or a
+        training request (``model_name``, ``data_source_config``, ``algorithm_config``, ...)."""
         body = await _read_limited(request, config.max_body_bytes)
         try:
             document = json.loads(body)
@@ -192,7 +194,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
         key = request.headers.get("idempotency-key")
         if key is not None and (first := await run_in_threadpool(store.by_idempotency_key, key)):
             return JSONResponse(view(first).model_dump(mode="json"), status_code=200)
-        job_document, max_runtime_s, max_retries = _submission(document)
+        if is_training_request(document):  # the training-job service's request, mapped onto a training job
+            job_document, max_runtime_s = to_job(document, ORIGIN)
+            max_retries = 0
+        else:
+            job_document, max_runtime_s, max_retries = _submission(document)
         job = await run_in_threadpool(validate_job, job_document, config.roots)
         record, created = await run_in_threadpool(
             lambda: store.submit(
