@@ -24,6 +24,7 @@ def wait_for(service: Service, job_id: str, statuses: set[str], timeout: float =
 
 
 def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
+    assert f"trainyard service on http://127.0.0.1:{service.port} — store sqlite:///" in service.output()
     with service.http(token="") as anonymous:
         assert anonymous.get("/health").json()["status"] == "ok"
         for method, path in [

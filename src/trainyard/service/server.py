@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from pathlib import Path
 
 from trainyard.errors import ConfigurationError
@@ -65,6 +66,16 @@ def serve(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
         max_body_bytes=max_body_bytes,
     )  # fmt: skip
+    from trainyard.io.sources import without_credentials
+
+    roots_shown = ", ".join(str(root) for root in roots)
+    print(
+        f"trainyard service on http://{host}:{port} — store {without_credentials(store.url)}, "
+        f"{pool.workers} worker(s), data roots {roots_shown}, logs in {pool.logs}"
+        + ("" if token else " (no token: loopback only)"),
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
     finally:
