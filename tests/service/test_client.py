@@ -118,3 +118,18 @@ def test_cli_without_a_service(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     monkeypatch.setenv("TRAINYARD_URL", "http://127.0.0.1:9")
     assert main(["jobs"]) == 1
     assert "cannot reach the job service at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_the_async_client(service: Service) -> None:
+    import asyncio
+
+    from trainyard.service.client import AsyncJobServiceClient
+
+    async def scenario() -> tuple[dict, list[dict], str]:
+        async with AsyncJobServiceClient(service.url, service.token) as client:
+            job = await client.submit_training_job(quick_job())
+            done = await client.wait(job["id"], timeout=120)
+            return done, await client.list_training_jobs(limit=5), await client.logs(job["id"])
+
+    done, listed, log = asyncio.run(scenario())
+    assert done["status"] == "completed" and done["id"] in [j["id"] for j in listed] and "✓ fit" in log

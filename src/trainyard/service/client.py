@@ -168,3 +168,84 @@ def _error_of(response: httpx.Response) -> TrainyardError:
     return ServiceError(
         f"the job service answered {response.status_code}: {detail}", response.status_code, kind
     )
+
+
+class AsyncJobServiceClient:
+    """The same client for asyncio (httpx.AsyncClient): ``await client.submit(...)`` and so on."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get(TOKEN_ENV) or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncJobServiceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServiceError(f"cannot reach the job service at {self.url}: {error}") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response
+
+    async def submit(
+        self,
+        document: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        max_runtime_s: float | None = None,
+        max_retries: int = 0,
+    ) -> dict[str, Any]:
+        """As ``JobServiceClient.submit``."""
+        body: dict[str, Any] = {"job": document.get("job")}
+        if max_runtime_s is not None:
+            body["max_runtime_s"] = max_runtime_s
+        if max_retries:
+            body["max_retries"] = max_retries
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict((await self._request("POST", "/jobs", json=body, headers=headers)).json())
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        return dict((await self._request("GET", f"/jobs/{job_id}")).json())
+
+    async def list(
+        self, limit: int = 100, offset: int = 0, status: str | None = None, kind: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        params.update({k: v for k, v in {"status": status, "kind": kind}.items() if v})
+        return dict((await self._request("GET", "/jobs", params=params)).json())
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+
+    async def logs(self, job_id: str) -> str:
+        return (await self._request("GET", f"/jobs/{job_id}/logs")).text
+
+    async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.25) -> dict[str, Any]:
+        """As ``JobServiceClient.wait``, without blocking the event loop."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (job := await self.status(job_id))["status"] not in FINAL:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ServiceError(f"job {job_id} is still {job['status']} after {timeout} s")
+            await asyncio.sleep(poll_s)
+        return job
+
+    async def submit_training_job(self, document: dict[str, Any], **options: Any) -> dict[str, Any]:
+        return await self.submit(document, **options)
+
+    async def get_training_job_status(self, job_id: str) -> dict[str, Any]:
+        return await self.status(job_id)
+
+    async def list_training_jobs(self, limit: int = 100, offset: int = 0) -> builtins.list[dict[str, Any]]:
+        return builtins.list((await self.list(limit=limit, offset=offset))["jobs"])
