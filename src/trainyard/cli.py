@@ -18,7 +18,9 @@ EPILOG = """examples:
   trainyard run confs/quickstart.yaml job.model.params.max_iter=500 job.mlflow.run_name=longer
   trainyard run confs/quickstart.yaml confs/more.yaml --dry-run
   trainyard watch confs/incoming --then confs/promote.yaml
-  trainyard schema > trainyard.schema.json"""
+  trainyard schema > trainyard.schema.json
+  trainyard serve                      # the job service on 127.0.0.1:8000 (docs/service.md)
+  trainyard submit confs/quickstart.yaml --wait"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the --then jobs on this schedule instead: 30s, 10m, 1h30m, or '0 * * * *'",
     )
     watch.add_argument("--status", action="store_true", help="print each config's state and exit")
+    from trainyard.service.commands import add_commands  # argparse only: the service loads on use
+
+    add_commands(commands, common)
     return parser
 
 
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Options may sit between config arguments (run a.yaml --debug k=v): the rest are configs too.
-    if extra and (args.command != "run" or any(item.startswith("-") for item in extra)):
+    if extra and (args.command not in ("run", "submit") or any(item.startswith("-") for item in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.configs += extra
@@ -139,6 +144,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in write_example_data(args.out):
             print(path)
         return 0
+    from trainyard.service.commands import NAMES, run_command
+
+    if args.command in NAMES:
+        return run_command(args)
     raise AssertionError(args.command)
 
 

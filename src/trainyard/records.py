@@ -17,6 +17,7 @@ CONFIG_HASH_TAG = "trainyard.config_hash"  # a digest of the resolved config
 KIND_TAG = "trainyard.kind"  # the job's KIND
 CONFIG_FILES_TAG = "trainyard.config_files"  # the config files the job was merged from
 ERROR_TAG = "trainyard.error"  # why the run failed (also on a failed trial's child run)
+SERVICE_JOB_TAG = "trainyard.service_job"  # the job service's id of the job that made the run
 HOLDOUT_TAG = "trainyard.holdout"  # the test hold-out's definition (JSON), on a run that set rows aside
 DATA_DIGEST_TAG = "trainyard.data_digest"  # a fingerprint of all the rows the run read (inputs, targets)
 TEST_DIGEST_TAG = "trainyard.test_digest"  # a fingerprint of the test rows it held out

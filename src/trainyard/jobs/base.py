@@ -8,7 +8,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from trainyard.io.readers import Reader
 
 Locals = dict[str, Any]
+# Told what a job does as it goes: ("step", {"title", "state": started|ended|failed, "seconds"}),
+# ("run", {"run_id"}) once its MLflow run exists, ("trial", {"done", "budget", "best"}) in a search.
+Observer = Callable[[str, dict[str, Any]], None]
 # Not logged as params: where the job runs (services), and data rules keyed by column names that
 # MLflow may refuse as param keys. All of it is in the logged config.yaml.
 _UNLOGGED_FIELDS = {"logger", "alerts", "mlflow", "schema"}
@@ -68,6 +71,25 @@ class Job(Component, abc.ABC):
     # time limit); checked before every step.
     _cancellation: Cancellation = PrivateAttr(default_factory=Cancellation)
     _config_files: tuple[str, ...] = PrivateAttr(())
+    _observer: Observer | None = PrivateAttr(None)
+
+    def observe(self, observer: Observer | None) -> None:
+        """Have ``observer`` told of each step, the run's id and each trial (a service's progress);
+        it runs in the job's thread and must be quick; an error it raises is logged, not raised."""
+        self._observer = observer
+
+    @property
+    def observed(self) -> bool:
+        """Whether an observer listens (what only it needs may then be computed)."""
+        return self._observer is not None
+
+    def notify(self, event: str, **details: Any) -> None:
+        """Tell the observer, if any, that ``event`` happened (see ``Observer``)."""
+        if self._observer is not None:
+            try:
+                self._observer(event, details)
+            except Exception as error:
+                get_logger().warning("the job's observer failed on %s: %s", event, error)
 
     def use_config_files(self, paths: Iterable[str | Path]) -> None:
         """Name the files the job's config was merged from: the run's source is the last one (the
@@ -179,6 +201,7 @@ class Job(Component, abc.ABC):
             self.announce_failure(error, "the MLflow run could not start")
             raise
         run = mlflow.start_run(run_id=run_id)  # the active run of this thread, for the job's steps
+        self.notify("run", run_id=run_id)
         status = "FAILED"
         try:
             yield run
@@ -210,17 +233,21 @@ class Job(Component, abc.ABC):
         status = console.status(f"{title}...") if console.is_terminal and spinner else nullcontext()
         try:
             self._cancellation.check()
+            self.notify("step", title=title, state="started")
             with status:
                 yield step
         except BaseException as raised:
             ending = self._cancelled_instead(raised) or raised
             verb = "stopped" if isinstance(ending, KeyboardInterrupt) else "failed"
-            get_logger().error("✗ %s %s after %.2f s", title, verb, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            get_logger().error("✗ %s %s after %.2f s", title, verb, seconds)
+            self.notify("step", title=title, state="failed", seconds=seconds)
             if ending is not raised:
                 raise ending from raised
             raise
         details = f" — {'; '.join(step.notes)}" if step.notes else ""
         get_logger().info("✓ %s (%.2f s)%s", title, time.perf_counter() - start, details)
+        self.notify("step", title=title, state="ended", seconds=time.perf_counter() - start)
 
     def read(self, reader: Reader, field: str) -> pd.DataFrame:
         """Read with ``reader``; a failure names the config field it came from."""

@@ -331,6 +331,8 @@ class TuningJob(SupervisedJob):
                 if budget is not None and len(study.get_trials(deepcopy=False)) >= budget:
                     study.stop()  # the study's budget: this worker's, other workers' and earlier runs' trials
                 progress.on_trial_end(study, trial)
+                if self.observed:  # a service's progress: trials done and the best so far
+                    self.notify("trial", done=_count_finished(study), budget=budget, best=progress.best)
                 stop.on_trial_end(study, trial)
 
             executor.search(
