@@ -114,7 +114,7 @@ def test_a_retried_submit_with_its_idempotency_key_returns_the_first_job(service
     [
         ({"model": {"KIND": "sklearn", "estimator": "RandomForestRegresor"}}, "request: job.model.estimator"),
         ({"splitter": {"KIND": "train_test", "test_size": 2}}, "request: job.splitter.test_size = 2"),
-        ({"epochs": 3}, "request: job.epochs: unknown key"),
+        ({"epochz": 3}, "request: job.epochz: unknown key"),
         (
             {"model": {"KIND": "sklearn", "estimator": "os:system"}},
             "request: job.model.estimator = 'os:system'",

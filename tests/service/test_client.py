@@ -51,9 +51,9 @@ def test_the_client_submits_waits_lists_and_reads_logs(service: Service) -> None
 def test_the_client_raises_the_errors_of_the_hierarchy(service: Service) -> None:
     with (
         service.client() as client,
-        pytest.raises(ConfigurationError, match=r"request: job\.epochs: unknown key"),
+        pytest.raises(ConfigurationError, match=r"request: job\.epochz: unknown key"),
     ):
-        client.submit(quick_job(epochs=2))
+        client.submit(quick_job(epochz=2))
     with service.client(token="wrong") as stranger, pytest.raises(ServiceError, match="answered 401"):
         stranger.list()
     with (

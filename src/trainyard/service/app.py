@@ -206,9 +206,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 max_retries=max_retries,
             )
         )  # fmt: skip
-        if created and config.wake is not None:
+        answer = JSONResponse(view(record).model_dump(mode="json"), status_code=202 if created else 200)
+        if created and config.wake is not None:  # after the answer is made: it says what was committed
             config.wake()
-        return JSONResponse(view(record).model_dump(mode="json"), status_code=202 if created else 200)
+        return answer
 
     @app.get("/jobs", dependencies=guarded, response_model=JobList)
     def list_jobs(
