@@ -174,3 +174,22 @@ def test_test_rows_that_would_overlap_the_training_rows_are_refused(
     err = " ".join(capsys.readouterr().err.split())
     assert "are not those it set aside" in err and "would not be on unseen rows" in err
     assert "r2_test" not in client.get_run(trained.info.run_id).data.metrics
+
+
+def test_a_run_trained_in_epochs_is_evaluated_with_its_saved_model_not_a_checkpoint(
+    workdir: Path, tracking_uri: str
+) -> None:
+    iterative = str(CONFS / "iterative.yaml")
+    overrides = ["job.holdout={size: 0.2, seed: 3}", "job.epochs.count=10", "job.epochs.checkpoint.every=2"]
+    assert main(["run", iterative, *overrides]) == 0
+    assert main(["run", evaluation(workdir, experiment="iterative")]) == 0
+    (trained,) = runs(tracking_uri, "training", "iterative")
+    client = mlflow.MlflowClient(tracking_uri)
+    logged = client.search_logged_models(
+        [trained.info.experiment_id], f"source_run_id = '{trained.info.run_id}'"
+    )
+    assert len(logged) > 1, "checkpoints and the saved model"
+    (evaluated,) = runs(tracking_uri, "evaluation", "iterative")
+    table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{evaluated.info.run_id}/comparison.csv"))
+    newest = max(logged, key=lambda model: model.creation_timestamp)
+    assert table["model_uri"].tolist() == [f"models:/{newest.model_id}"] and newest.name != "checkpoint"

@@ -179,7 +179,8 @@ CandidatesKind = Annotated[RunCandidates | RegisteredCandidates, Field(discrimin
 
 
 def _run_candidate(client: MlflowClient, run: Run) -> Candidate:
-    """The run and the model it logged (its first, when it logged several)."""
+    """The run and the model it logged: its newest, the one saved at the end (a run trained in epochs
+    logs its checkpoints first)."""
     models = client.search_logged_models(
         [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
@@ -187,5 +188,5 @@ def _run_candidate(client: MlflowClient, run: Run) -> Candidate:
         raise ResourceNotFoundError(
             f"job.candidates: run {run.info.run_id} ({run.info.run_name}) logged no model"
         )
-    first = min(models, key=lambda model: model.creation_timestamp)
-    return Candidate(run_id=run.info.run_id, model_uri=f"models:/{first.model_id}", model_id=first.model_id)
+    saved = max(models, key=lambda model: model.creation_timestamp)
+    return Candidate(run_id=run.info.run_id, model_uri=f"models:/{saved.model_id}", model_id=saved.model_id)

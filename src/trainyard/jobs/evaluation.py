@@ -112,10 +112,11 @@ class EvaluationJob(Job):
             return cache[key]
 
         plans, problems = [], []
+        digests: dict[tuple[int, int], str] = {}  # the cached tables' fingerprints, made once each
         for candidate in candidates:
             candidate_run = client.get_run(candidate.run_id)
             try:
-                rows = held_out_rows(candidate_run, candidate.label, read, self.inputs, self.targets)
+                rows = held_out_rows(candidate_run, candidate.label, read, self.inputs, self.targets, digests)
             except (DataValidationError, ResourceNotFoundError) as error:
                 problems.append(str(error))
                 continue

@@ -57,10 +57,18 @@ def logged_config(run: Run) -> dict[str, Any]:
 
 
 def held_out_rows(
-    run: Run, label: str, read: ReadTable, inputs: Reader | None = None, targets: Reader | None = None
+    run: Run,
+    label: str,
+    read: ReadTable,
+    inputs: Reader | None = None,
+    targets: Reader | None = None,
+    digests: dict[tuple[int, int], str] | None = None,
 ) -> HeldOutRows:
     """Read the candidate's data (its own readers, unless ``inputs``/``targets`` replace them), and
-    return its test rows once both fingerprints match; DataValidationError naming what differs."""
+    return its test rows once both fingerprints match; DataValidationError naming what differs.
+
+    ``digests`` keeps the fingerprint of each pair of tables ``read`` returned (by identity), so
+    candidates trained on the same data fingerprint it once."""
     tags = run.data.tags
     run_id = run.info.run_id
     if HOLDOUT_TAG not in tags or TEST_DIGEST_TAG not in tags or DATA_DIGEST_TAG not in tags:
@@ -72,7 +80,11 @@ def held_out_rows(
     inputs_reader = inputs or _READER.validate_python(config["inputs"])
     targets_reader = targets or _READER.validate_python(config["targets"])
     all_inputs, all_targets = read(inputs_reader), read(targets_reader)
-    if fingerprint(all_inputs, all_targets) != tags[DATA_DIGEST_TAG]:
+    known = digests if digests is not None else {}
+    pair = (id(all_inputs), id(all_targets))
+    if pair not in known:
+        known[pair] = fingerprint(all_inputs, all_targets)
+    if known[pair] != tags[DATA_DIGEST_TAG]:
         raise DataValidationError(
             f"{label}: the data changed since run {run_id} was trained: '{inputs_reader.path}' and "
             f"'{targets_reader.path}' do not hold the rows it read (their fingerprint differs), so its "
