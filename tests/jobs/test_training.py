@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -246,6 +247,39 @@ def test_a_cancellation_that_library_code_swallowed_still_ends_the_run_killed(
     err = capsys.readouterr().err
     assert "✗ fit stopped after" in err and "PEP 3118" not in err and "Traceback" not in err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the job's handler is gone"
+
+
+@pytest.mark.parametrize("window", [True, False], ids=["repeat window", "shield alone"])
+def test_a_signal_repeated_while_the_run_ends_does_not_leave_it_running(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, window: bool
+) -> None:
+    """Linux hands a child its parent-death signal once per thread of the dying parent, so a job whose
+    watcher is killed gets SIGTERM several times within milliseconds; one that lands while the run is
+    being ended must not leave it RUNNING."""
+    from mlflow import MlflowClient
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from trainyard.runtime import cancellation
+
+    if not window:
+        monkeypatch.setattr(cancellation, "REPEAT_SECONDS", 0.0)
+    set_terminated = MlflowClient.set_terminated
+
+    def fit_hit_by_a_signal(self: object, *args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("the job handles the signal")
+
+    def set_terminated_hit_again(self: MlflowClient, *args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here
+        set_terminated(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", fit_hit_by_a_signal)
+    monkeypatch.setattr(MlflowClient, "set_terminated", set_terminated_hit_again)
+    assert main(["run", QUICKSTART]) == 130
+    run = only_run(tracking_uri)
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[ERROR_TAG]
 
 
 def test_dry_run_prints_the_resolved_config(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,3 +116,18 @@ def test_another_thread_installs_nothing() -> None:
     worker.start()
     worker.join()
     assert seen == [signal.SIG_DFL]
+
+
+def test_a_request_repeated_at_once_or_while_shielded_only_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same signal delivered twice (a parent-death signal, per thread of the parent) raises once;
+    inside ``shielded`` (a run being ended) nothing raises; a request later than the window raises."""
+    from trainyard.runtime import cancellation
+
+    token = Cancellation()
+    assert isinstance(token.interrupt(JobCancelledError("first")), JobCancelledError)
+    assert token.interrupt(JobCancelledError("again")) is None, "delivered again at once"
+    with token.shielded():
+        monkeypatch.setattr(cancellation, "REPEAT_SECONDS", 0.0)
+        assert token.interrupt(KeyboardInterrupt("while ending")) is None
+    again = token.interrupt(KeyboardInterrupt("later"))
+    assert isinstance(again, KeyboardInterrupt) and str(token.reason) == "first"

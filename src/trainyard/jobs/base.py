@@ -207,15 +207,17 @@ class Job(Component, abc.ABC):
             yield run
             status = "FINISHED"
         except BaseException as raised:
-            ending = self._cancelled_instead(raised) or raised
-            status = ending_status(ending)
-            record_error(run_id, describe(ending), "".join(traceback.format_exception(raised)))
-            self.announce_failure(ending, f"run {run.info.run_id}")
+            with self._cancellation.shielded():  # a signal now must not leave the run RUNNING
+                ending = self._cancelled_instead(raised) or raised
+                status = ending_status(ending)
+                record_error(run_id, describe(ending), "".join(traceback.format_exception(raised)))
+                self.announce_failure(ending, f"run {run.info.run_id}")
             if ending is not raised:
                 raise ending from raised
             raise
         finally:
-            mlflow.end_run(status)
+            with self._cancellation.shielded():
+                mlflow.end_run(status)
 
     def announce_failure(self, error: BaseException, where: str) -> None:
         """Tell every alert destination that the job failed (or was cancelled), and why."""

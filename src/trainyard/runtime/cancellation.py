@@ -9,9 +9,15 @@ cancel a job that runs in another thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
+
+# A signal repeated within this many seconds of the one that raised is the same request, delivered
+# again: Linux sends a child its parent-death signal once per thread of the dying parent it is handed
+# through, and a user's Ctrl-C can bounce. Raising again would cut short the run's ending.
+REPEAT_SECONDS = 1.0
 
 
 class GracefulStop(Protocol):
@@ -37,6 +43,8 @@ class Cancellation:
         self._reason: KeyboardInterrupt | None = None
         self._event = threading.Event()
         self._graceful: GracefulStop | None = None
+        self._shields = 0
+        self._raised_at: float | None = None
 
     def cancel(self, reason: KeyboardInterrupt) -> None:
         """Ask the job to stop at its next check; a later request keeps the first reason."""
@@ -49,10 +57,18 @@ class Cancellation:
 
         Returns the exception to raise now, or None when the work in progress stops by itself at its
         next check (inside ``graceful``): the first such request only asks, a repeated one raises.
+        Also None inside ``shielded``, and for a request repeated within ``REPEAT_SECONDS`` of the
+        one that raised (the same request, delivered twice).
         """
         stop = self._graceful
+        if self._shields or (
+            self._raised_at is not None and time.monotonic() - self._raised_at < REPEAT_SECONDS
+        ):
+            self.cancel(reason)  # recorded; what is running (the run's ending) is not cut short
+            return None
         if stop is None:
             self.cancel(reason)
+            self._raised_at = time.monotonic()
             return type(reason)(*reason.args)
         if self.requested:
             return stop.repeated_request()
@@ -67,6 +83,16 @@ class Cancellation:
             yield
         finally:
             self._graceful = outer
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """While inside, ``interrupt`` only records the request and never raises: for work that must
+        not be cut short, such as ending a run with its status (sections nest)."""
+        self._shields += 1
+        try:
+            yield
+        finally:
+            self._shields -= 1
 
     @property
     def requested(self) -> bool:
