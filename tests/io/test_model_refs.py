@@ -21,6 +21,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 from trainyard.errors import ModelRegistryError, ResourceNotFoundError
 from trainyard.io.model_refs import LoadedModel, ModelRef, ResolvedModel
+from trainyard.records import CHECKPOINT_EPOCH_TAG
 
 
 class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
@@ -75,6 +76,22 @@ def store(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Iterat
                     LinearRegression().fit(inputs, target), name=name, pip_requirements=[]
                 )
         runs["two models"] = run.info.run_id
+        for key, final in (("epochs", True), ("only checkpoints", False)):  # as a run trained in epochs
+            with mlflow.start_run() as run:
+                for epoch in (1, 2):
+                    mlflow.sklearn.log_model(
+                        Ridge(alpha=epoch).fit(inputs, target),
+                        name="checkpoint",
+                        step=epoch,
+                        tags={CHECKPOINT_EPOCH_TAG: str(epoch)},
+                        pip_requirements=[],
+                    )
+                if final:
+                    info = mlflow.sklearn.log_model(
+                        Ridge(alpha=2).fit(inputs, target), name="model", pip_requirements=[]
+                    )
+                    ids[key] = info.model_id
+            runs[key] = run.info.run_id
         with mlflow.start_run() as run:
             mlflow.log_param("nothing", "logged")
         runs["no model"] = run.info.run_id
@@ -225,6 +242,19 @@ def test_a_run_without_a_model_or_with_two_is_named(store: Store) -> None:
         ResourceNotFoundError, match=r"logged 2 models: (a|b) \(models:/m-.*name one by its URI"
     ):
         ref(run=store.runs["two models"]).resolve()
+
+
+def test_a_run_trained_in_epochs_names_its_model_not_a_checkpoint(store: Store) -> None:
+    resolved = ref(run=store.runs["epochs"]).resolve()
+    assert resolved.model_id == store.model_ids["epochs"]
+    unfinished = store.runs["only checkpoints"]
+    with pytest.raises(
+        ResourceNotFoundError,
+        match=rf"job.model.run: run '{unfinished}' logged only checkpoints \(epochs 1, 2\): it did not "
+        rf"finish its epochs; resume it \(resume: {unfinished}\), or name a checkpoint by its URI, "
+        r"e.g. the newest: \{uri: models:/m-",
+    ):
+        ref(run=unfinished).resolve()
 
 
 def test_messages_name_the_field_they_are_given(store: Store) -> None:

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from trainyard.core.component import Component
 from trainyard.errors import ConfigurationError, ResourceNotFoundError, did_you_mean
+from trainyard.io.model_refs import ResolvedModel, model_of_run
 from trainyard.records import KIND_TAG
 
 if TYPE_CHECKING:
@@ -32,6 +33,18 @@ class Candidate:
     name: str | None = None  # registered model name
     version: str | None = None  # registered version
     aliases: tuple[str, ...] = ()  # the version's aliases when selected
+
+    def model(self) -> ResolvedModel:
+        """Its model, as a model reference resolves one: ``load()`` it to predict."""
+        return ResolvedModel(
+            uri=self.model_uri,
+            load_uri=self.model_uri,
+            field=self.label,
+            name=self.name,
+            version=self.version,
+            run_id=self.run_id,
+            model_id=self.model_id,
+        )
 
     @property
     def label(self) -> str:
@@ -179,14 +192,6 @@ CandidatesKind = Annotated[RunCandidates | RegisteredCandidates, Field(discrimin
 
 
 def _run_candidate(client: MlflowClient, run: Run) -> Candidate:
-    """The run and the model it logged: its newest, the one saved at the end (a run trained in epochs
-    logs its checkpoints first)."""
-    models = client.search_logged_models(
-        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-    )
-    if not models:
-        raise ResourceNotFoundError(
-            f"job.candidates: run {run.info.run_id} ({run.info.run_name}) logged no model"
-        )
-    saved = max(models, key=lambda model: model.creation_timestamp)
-    return Candidate(run_id=run.info.run_id, model_uri=f"models:/{saved.model_id}", model_id=saved.model_id)
+    """The run and the model it logged as its result (never one of its checkpoints)."""
+    model = model_of_run(client, run, f"job.candidates: run {run.info.run_id[:8]}")
+    return Candidate(run_id=run.info.run_id, model_uri=f"models:/{model.model_id}", model_id=model.model_id)

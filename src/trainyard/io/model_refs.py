@@ -21,10 +21,12 @@ from trainyard.core.component import Component
 from trainyard.core.models import PREDICTION
 from trainyard.errors import ModelRegistryError, ResourceNotFoundError, did_you_mean
 from trainyard.io.sources import without_credentials
+from trainyard.records import CHECKPOINT_EPOCH_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.entities import LoggedModel, Run
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
     from mlflow.models.signature import ModelSignature
     from mlflow.types import Schema
@@ -300,24 +302,7 @@ def _run_model(client: MlflowClient, run_id: str, field: str, where: str | None 
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise ResourceNotFoundError(f"{where}: no run {run_id!r} in {_store()}") from None
-    models = list(
-        client.search_logged_models(
-            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-        )
-    )
-    if not models:
-        experiment = client.get_experiment(run.info.experiment_id).name
-        raise ResourceNotFoundError(
-            f"{where}: run {run_id!r} (experiment {experiment!r}) logged no model; a training run logs "
-            "one, and a model saved as files of a run is named by its URI: {uri: runs:/RUN_ID/PATH}"
-        )
-    if len(models) > 1:
-        listed = ", ".join(f"{m.name} ({m.model_uri})" for m in models[:SHOWN])
-        raise ResourceNotFoundError(
-            f"{where}: run {run_id!r} logged {len(models)} models: {listed}; name one by its URI: "
-            "{uri: models:/m-...}"
-        )
-    logged = models[0]
+    logged = model_of_run(client, run, where)
     name, version = _registered_version(client, logged.model_id, run.info.run_id)
     return ResolvedModel(
         uri=f"models:/{logged.model_id}",
@@ -327,6 +312,41 @@ def _run_model(client: MlflowClient, run_id: str, field: str, where: str | None 
         version=version,
         run_id=run.info.run_id,
         model_id=logged.model_id,
+    )
+
+
+def model_of_run(client: MlflowClient, run: Run, where: str) -> LoggedModel:
+    """The model ``run`` logged as its result: the one logged model of the run that is not a checkpoint.
+
+    A run trained in epochs also logs checkpoints (logged models tagged with their epoch); they are
+    never its result. Raises ResourceNotFoundError naming ``where`` when the run logged no model, only
+    checkpoints (it did not finish its epochs), or several models (then one is named by its URI).
+    """
+    found = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    models = [model for model in found if CHECKPOINT_EPOCH_TAG not in (model.tags or {})]
+    if len(models) == 1:
+        return models[0]
+    described = f"run {run.info.run_id!r}"
+    if len(models) > 1:
+        listed = ", ".join(f"{m.name} ({m.model_uri})" for m in models[:SHOWN])
+        raise ResourceNotFoundError(
+            f"{where}: {described} logged {len(models)} models: {listed}; name one by its URI: "
+            "{uri: models:/m-...}"
+        )
+    if found:
+        epochs = sorted(int(m.tags[CHECKPOINT_EPOCH_TAG]) for m in found)
+        newest = max(found, key=lambda model: model.creation_timestamp)
+        raise ResourceNotFoundError(
+            f"{where}: {described} logged only checkpoints (epochs {', '.join(map(str, epochs))}): it did "
+            f"not finish its epochs; resume it (resume: {run.info.run_id}), or name a checkpoint by its "
+            f"URI, e.g. the newest: {{uri: {newest.model_uri}}}"
+        )
+    experiment = client.get_experiment(run.info.experiment_id).name
+    raise ResourceNotFoundError(
+        f"{where}: {described} (experiment {experiment!r}) logged no model; a training run logs one, "
+        "and a model saved as files of a run is named by its URI: {uri: runs:/RUN_ID/PATH}"
     )
 
 

@@ -137,26 +137,19 @@ class EvaluationJob(Job):
         """Predict the test rows, score them, log the scores into the candidate's run (once, unless
         ``rescore``) and the figures; the candidate's row of the comparison table."""
         import mlflow
-        import pandas as pd
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
         from sklearn.base import is_classifier
 
         metrics = self._metrics_of(rows)
+        loaded = candidate.model().load()  # ModelRegistryError naming the candidate
+        classifier = loaded.flavor == "sklearn" and bool(is_classifier(loaded.model))
         try:
-            model = mlflow.sklearn.load_model(candidate.model_uri)
-        except Exception as error:
-            raise ResourceNotFoundError(
-                f"{candidate.label}: cannot load {candidate.model_uri}: {error}"
-            ) from None
-        classifier = bool(is_classifier(model))
-        try:
-            outputs = pd.DataFrame({PREDICTION: model.predict(rows.inputs)}, index=rows.inputs.index)
-            labels = list(model.classes_) if classifier else None
+            outputs = loaded.predict(rows.inputs)
+            labels = list(loaded.model.classes_) if classifier else None
             wants_probas = any(m.needs_proba for m in metrics) or (classifier and self.plots)
-            probas = (
-                model.predict_proba(rows.inputs) if wants_probas and hasattr(model, "predict_proba") else None
-            )
+            probabilities = wants_probas and loaded.classes is not None
+            probas = loaded.predict_proba(rows.inputs).to_numpy() if probabilities else None
             scores = {m.name: m.score(rows.targets, outputs, probas, labels) for m in metrics}
         except (TypeError, ValueError, KeyError) as error:
             raise TrainingJobError(
