@@ -8,7 +8,7 @@ candidate is one run and the model it logged; a registered version names both.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
@@ -33,6 +33,7 @@ class Candidate:
     name: str | None = None  # registered model name
     version: str | None = None  # registered version
     aliases: tuple[str, ...] = ()  # the version's aliases when selected
+    run: Run | None = field(default=None, compare=False, repr=False)  # as found, when it was searched
 
     def model(self) -> ResolvedModel:
         """Its model, as a model reference resolves one: ``load()`` it to predict."""
@@ -194,4 +195,6 @@ CandidatesKind = Annotated[RunCandidates | RegisteredCandidates, Field(discrimin
 def _run_candidate(client: MlflowClient, run: Run) -> Candidate:
     """The run and the model it logged as its result (never one of its checkpoints)."""
     model = model_of_run(client, run, f"job.candidates: run {run.info.run_id[:8]}")
-    return Candidate(run_id=run.info.run_id, model_uri=f"models:/{model.model_id}", model_id=model.model_id)
+    return Candidate(
+        run_id=run.info.run_id, model_uri=f"models:/{model.model_id}", model_id=model.model_id, run=run
+    )

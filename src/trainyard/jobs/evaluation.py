@@ -9,6 +9,8 @@ they cannot be proven unseen (lifecycle/heldout.py).
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, TypeAdapter
@@ -20,13 +22,14 @@ from trainyard.io.candidates import Candidate, CandidatesKind, RunCandidates
 from trainyard.io.readers import Reader, ReaderKind
 from trainyard.jobs.base import Job, Locals, Step
 from trainyard.lifecycle.figures import diagnostic_figures
-from trainyard.lifecycle.heldout import HeldOutRows, held_out_rows
+from trainyard.lifecycle.heldout import HeldOutRows, held_out_rows, logged_job
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+CONFIG_READERS = 4  # configs fetched at once from the artifact store (each a round trip)
 _METRICS: TypeAdapter[list[Metric]] = TypeAdapter(list[MetricKind])
 _UNSAFE = re.compile(r"[^\w.-]+")
 
@@ -113,10 +116,14 @@ class EvaluationJob(Job):
 
         plans, problems = [], []
         digests: dict[tuple[int, int], str] = {}  # the cached tables' fingerprints, made once each
-        for candidate in candidates:
-            candidate_run = client.get_run(candidate.run_id)
+        runs = [candidate.run or client.get_run(candidate.run_id) for candidate in candidates]
+        for candidate, candidate_run, job in zip(candidates, runs, _logged_jobs(runs), strict=True):
             try:
-                rows = held_out_rows(candidate_run, candidate.label, read, self.inputs, self.targets, digests)
+                if isinstance(job, Exception):
+                    raise job
+                rows = held_out_rows(
+                    candidate_run, candidate.label, read, self.inputs, self.targets, digests, job
+                )
             except (DataValidationError, ResourceNotFoundError) as error:
                 problems.append(str(error))
                 continue
@@ -138,6 +145,7 @@ class EvaluationJob(Job):
         ``rescore``) and the figures; the candidate's row of the comparison table."""
         import mlflow
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.entities import Metric as MlflowMetric
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
         from sklearn.base import is_classifier
 
@@ -160,15 +168,22 @@ class EvaluationJob(Job):
         fresh = self.rescore or any(key not in known for key in keys.values())
         if fresh:
             dataset = rows.inputs_reader.lineage(rows.inputs, "test")
-            for name, value in scores.items():
-                client.log_metric(
-                    candidate.run_id,
-                    keys[name],
-                    value,
-                    model_id=candidate.model_id,
-                    dataset_name=dataset.name,
-                    dataset_digest=dataset.digest,
-                )
+            now = int(time.time() * 1000)
+            client.log_batch(
+                candidate.run_id,
+                metrics=[
+                    MlflowMetric(
+                        keys[name],
+                        value,
+                        now,
+                        0,
+                        model_id=candidate.model_id,
+                        dataset_name=dataset.name,
+                        dataset_digest=dataset.digest,
+                    )
+                    for name, value in scores.items()
+                ],
+            )
             client.log_inputs(
                 candidate.run_id,
                 [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "test")])],
@@ -197,3 +212,16 @@ class EvaluationJob(Job):
             "test_rows": len(rows.inputs),
             **{keys[name]: value for name, value in scores.items()},
         }
+
+
+def _logged_jobs(runs: list[Run]) -> list[dict[str, Any] | ResourceNotFoundError]:
+    """Each run's logged job, or the error that says it has none; fetched a few at a time."""
+
+    def fetch(run: Run) -> dict[str, Any] | ResourceNotFoundError:
+        try:
+            return logged_job(run.info.run_id)
+        except ResourceNotFoundError as error:
+            return error
+
+    with ThreadPoolExecutor(min(CONFIG_READERS, len(runs) or 1), thread_name_prefix="config") as pool:
+        return list(pool.map(fetch, runs))

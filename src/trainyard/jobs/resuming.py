@@ -17,7 +17,7 @@ from typing import Any
 
 from trainyard.errors import ConfigurationError, ResourceNotFoundError
 from trainyard.io.logging import get_logger
-from trainyard.io.tracking import CONFIG_ARTIFACT
+from trainyard.io.tracking import LoggedConfigError, logged_config
 from trainyard.jobs.epochs import CHECKPOINT_NAME
 from trainyard.records import (
     CHECKPOINT_EPOCH_TAG,
@@ -201,12 +201,9 @@ def _resumption(client: Any, found_run: Any, count: int, monitored: str) -> Resu
 
 def _differences(run: Any, config: dict[str, Any]) -> str:
     """How ``run``'s logged config differs from ``config``, outside the fields a resume may change."""
-    import mlflow
-    import yaml
-
     try:
-        logged = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{CONFIG_ARTIFACT}"))
-    except Exception:  # no config logged: only the digests can be compared
+        logged = logged_config(run.info.run_id)
+    except LoggedConfigError:  # no config logged: only the digests can be compared
         return "has another config (its resume digest differs)"
     then, now = _flat(logged), _flat(config)
     changed = [

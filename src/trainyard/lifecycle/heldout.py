@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 from trainyard.core.splitters import Holdout, fingerprint
 from trainyard.errors import DataValidationError, ResourceNotFoundError
 from trainyard.io.readers import Reader, ReaderKind
+from trainyard.io.tracking import CONFIG_ARTIFACT, logged_config
 from trainyard.records import DATA_DIGEST_TAG, HOLDOUT_TAG, TEST_DIGEST_TAG
 
 if TYPE_CHECKING:
@@ -39,20 +40,12 @@ class HeldOutRows:
     config: dict[str, Any]  # the candidate run's job config, as logged
 
 
-def logged_config(run: Run) -> dict[str, Any]:
-    """The job config a Trainyard run logged (config.yaml), as plain data."""
-    import mlflow
-    import yaml
-
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
-    except Exception as error:
-        raise ResourceNotFoundError(
-            f"run {run.info.run_id} has no config.yaml: it was not made by a Trainyard job ({error})"
-        ) from None
-    job = (yaml.safe_load(text) or {}).get("job")
+def logged_job(run_id: str) -> dict[str, Any]:
+    """The job section of the config a Trainyard run logged, as plain data (ResourceNotFoundError
+    when it has none)."""
+    job = logged_config(run_id).get("job")
     if not isinstance(job, dict):
-        raise ResourceNotFoundError(f"run {run.info.run_id}: its config.yaml has no job")
+        raise ResourceNotFoundError(f"run {run_id}: its {CONFIG_ARTIFACT} has no job")
     return job
 
 
@@ -63,12 +56,14 @@ def held_out_rows(
     inputs: Reader | None = None,
     targets: Reader | None = None,
     digests: dict[tuple[int, int], str] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> HeldOutRows:
     """Read the candidate's data (its own readers, unless ``inputs``/``targets`` replace them), and
     return its test rows once both fingerprints match; DataValidationError naming what differs.
 
     ``digests`` keeps the fingerprint of each pair of tables ``read`` returned (by identity), so
-    candidates trained on the same data fingerprint it once."""
+    candidates trained on the same data fingerprint it once. ``config`` is the run's logged job, when
+    the caller has read it already (``logged_job``)."""
     tags = run.data.tags
     run_id = run.info.run_id
     if HOLDOUT_TAG not in tags or TEST_DIGEST_TAG not in tags or DATA_DIGEST_TAG not in tags:
@@ -76,7 +71,7 @@ def held_out_rows(
             f"{label}: run {run_id} recorded no test hold-out, so no rows can be proven unseen by its "
             "model: train it with job.holdout set (docs/training.md), or leave it out of job.candidates"
         )
-    config = logged_config(run)
+    config = config if config is not None else logged_job(run_id)
     inputs_reader = inputs or _READER.validate_python(config["inputs"])
     targets_reader = targets or _READER.validate_python(config["targets"])
     all_inputs, all_targets = read(inputs_reader), read(targets_reader)

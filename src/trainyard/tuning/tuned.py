@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, ResourceNotFoundError
-from trainyard.io.tracking import CONFIG_ARTIFACT
+from trainyard.io.tracking import LoggedConfigError, logged_config
 from trainyard.tuning.studies import StudyStorage, local_file, parent_attr
 
 if TYPE_CHECKING:
@@ -37,15 +37,12 @@ def load_tuned_params(source: TunedParams, tracking_uri: str) -> Tuned:
 
 def _model_of_run(run_id: str) -> dict[str, Any] | None:
     """The ``model`` section of the config a tuning run logged (None when it has none)."""
-    import mlflow
-    import yaml
-    from mlflow.exceptions import MlflowException
-
     try:
-        config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/{CONFIG_ARTIFACT}"))
-    except (MlflowException, OSError, yaml.YAMLError):
+        config = logged_config(run_id)
+    except LoggedConfigError:
         return None
-    model = config.get("job", {}).get("model") if isinstance(config, dict) else None
+    job = config.get("job")
+    model = job.get("model") if isinstance(job, dict) else None
     return model if isinstance(model, dict) else None
 
 
