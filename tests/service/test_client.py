@@ -125,11 +125,20 @@ def test_the_async_client(service: Service) -> None:
 
     from trainyard.service.client import AsyncJobServiceClient
 
-    async def scenario() -> tuple[dict, list[dict], str]:
+    async def scenario() -> tuple[dict, list[dict], str, str, dict]:
         async with AsyncJobServiceClient(service.url, service.token) as client:
             job = await client.submit_training_job(quick_job())
+            followed = "".join([text async for text in client.follow(job["id"])])
             done = await client.wait(job["id"], timeout=120)
-            return done, await client.list_training_jobs(limit=5), await client.logs(job["id"])
+            listed = await client.list_training_jobs(limit=5)
+            log, health = await client.logs(job["id"]), await client.health()
+            await client.delete(job["id"])
+            try:
+                await client.status(job["id"])
+            except ResourceNotFoundError:
+                return done, listed, log, followed, health
+            raise AssertionError("a deleted job is gone")
 
-    done, listed, log = asyncio.run(scenario())
+    done, listed, log, followed, health = asyncio.run(scenario())
     assert done["status"] == "completed" and done["id"] in [j["id"] for j in listed] and "✓ fit" in log
+    assert followed == log and health

@@ -37,32 +37,33 @@ class PreparationStep(Component, abc.ABC):
         """The changed table (``data`` itself is left as it was)."""
 
 
-class SelectStep(PreparationStep):
-    """Keep these columns, in this order; the others are dropped."""
+class _ColumnsStep(PreparationStep):
+    """A step on a list of columns, each named once."""
 
-    KIND: Literal["select"] = "select"
-    columns: list[str] = Field(min_length=1, description="The columns to keep, in order.")
+    columns: list[str] = Field(min_length=1, description="The columns.")
 
     @field_validator("columns")
     @classmethod
     def _once_each(cls, columns: list[str]) -> list[str]:
         return _unique_names(columns)
+
+
+class SelectStep(_ColumnsStep):
+    """Keep these columns, in this order; the others are dropped."""
+
+    KIND: Literal["select"] = "select"
+    columns: list[str] = Field(min_length=1, description="The columns to keep, in order.")
 
     def apply(self, data: pd.DataFrame) -> pd.DataFrame:
         _require(data, self.columns)
         return data[self.columns]
 
 
-class DropStep(PreparationStep):
+class DropStep(_ColumnsStep):
     """Remove these columns."""
 
     KIND: Literal["drop"] = "drop"
     columns: list[str] = Field(min_length=1, description="The columns to remove.")
-
-    @field_validator("columns")
-    @classmethod
-    def _once_each(cls, columns: list[str]) -> list[str]:
-        return _unique_names(columns)
 
     def apply(self, data: pd.DataFrame) -> pd.DataFrame:
         _require(data, self.columns)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,13 +34,64 @@ class ServiceError(TrainyardError):
         self.error_type = error_type
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One request of the API, as both clients send it."""
+
+    method: str
+    path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class _Calls:
+    """The API's requests, built once for the synchronous and the asynchronous client."""
+
+    @staticmethod
+    def submit(
+        document: dict[str, Any], idempotency_key: str | None, max_runtime_s: float | None, max_retries: int
+    ) -> _Call:
+        body: dict[str, Any] = {"job": document.get("job")}
+        if max_runtime_s is not None:
+            body["max_runtime_s"] = max_runtime_s
+        if max_retries:
+            body["max_retries"] = max_retries
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return _Call("POST", "/jobs", {"json": body, "headers": headers})
+
+    @staticmethod
+    def list(limit: int, offset: int, status: str | None, kind: str | None) -> _Call:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        params.update({key: value for key, value in {"status": status, "kind": kind}.items() if value})
+        return _Call("GET", "/jobs", {"params": params})
+
+    @staticmethod
+    def follow(job_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/logs", {"params": {"follow": "true"}, "timeout": None})
+
+
+def _connection(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
+    """The service's base URL and the request headers (the token from TRAINYARD_TOKEN unless given)."""
+    base = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+    token = token or os.environ.get(TOKEN_ENV) or None
+    return base, ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+def _unreachable(url: str, error: httpx.HTTPError) -> ServiceError:
+    return ServiceError(
+        f"cannot reach the job service at {url}: {error} (is `trainyard serve` running? "
+        f"{URL_ENV} says where it is)"
+    )
+
+
+def _still_running(job: dict[str, Any], timeout: float | None) -> ServiceError:
+    return ServiceError(f"job {job['id']} is still {job['status']} after {timeout} s")
+
+
 class JobServiceClient:
     """Submit, follow, list and cancel the jobs of one service."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
-        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-        token = token or os.environ.get(TOKEN_ENV) or None
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url, headers = _connection(url, token)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
@@ -51,17 +103,17 @@ class JobServiceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, call: _Call) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(call.method, call.path, **call.options)
         except httpx.HTTPError as error:
-            raise ServiceError(
-                f"cannot reach the job service at {self.url}: {error} (is `trainyard serve` running? "
-                f"{URL_ENV} says where it is)"
-            ) from None
+            raise _unreachable(self.url, error) from None
         if response.status_code >= 400:
             raise _error_of(response)
         return response
+
+    def _json(self, method: str, path: str) -> dict[str, Any]:
+        return dict(self._request(_Call(method, path)).json())
 
     # -- the API ------------------------------------------------------------------------------------
 
@@ -75,47 +127,36 @@ class JobServiceClient:
     ) -> dict[str, Any]:
         """Submit a config document ``{"job": {...}}``; the job as queued (or the first one submitted
         with ``idempotency_key``)."""
-        body: dict[str, Any] = {"job": document.get("job")}
-        if max_runtime_s is not None:
-            body["max_runtime_s"] = max_runtime_s
-        if max_retries:
-            body["max_retries"] = max_retries
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return dict(self._request("POST", "/jobs", json=body, headers=headers).json())
+        call = _Calls.submit(document, idempotency_key, max_runtime_s, max_retries)
+        return dict(self._request(call).json())
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The job: status, message, failure reason, progress, metrics, run id, transitions."""
-        return dict(self._request("GET", f"/jobs/{job_id}").json())
+        return self._json("GET", f"/jobs/{job_id}")
 
     def list(
         self, limit: int = 100, offset: int = 0, status: str | None = None, kind: str | None = None
     ) -> dict[str, Any]:
         """``{"total", "limit", "offset", "jobs"}``, newest first."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        if kind:
-            params["kind"] = kind
-        return dict(self._request("GET", "/jobs", params=params).json())
+        return dict(self._request(_Calls.list(limit, offset, status, kind)).json())
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel the job (queued: it never starts; running: it is stopped, its run ends KILLED)."""
-        return dict(self._request("POST", f"/jobs/{job_id}/cancel").json())
+        return self._json("POST", f"/jobs/{job_id}/cancel")
 
     def delete(self, job_id: str) -> None:
         """Remove a finished job and its log."""
-        self._request("DELETE", f"/jobs/{job_id}")
+        self._request(_Call("DELETE", f"/jobs/{job_id}"))
 
     def logs(self, job_id: str) -> str:
         """The job's log so far."""
-        return self._request("GET", f"/jobs/{job_id}/logs").text
+        return self._request(_Call("GET", f"/jobs/{job_id}/logs")).text
 
     def follow(self, job_id: str) -> Iterator[str]:
         """The job's log as it is written, until the job ends (every line)."""
+        call = _Calls.follow(job_id)
         try:
-            with self._http.stream(
-                "GET", f"/jobs/{job_id}/logs", params={"follow": "true"}, timeout=None
-            ) as response:
+            with self._http.stream(call.method, call.path, **call.options) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _error_of(response)
@@ -126,19 +167,17 @@ class JobServiceClient:
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.25) -> dict[str, Any]:
         """Poll until the job has ended; the job. A ServiceError after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.status(job_id)
-            if job["status"] in FINAL:
-                return job
+        while (job := self.status(job_id))["status"] not in FINAL:
             if deadline is not None and time.monotonic() > deadline:
-                raise ServiceError(f"job {job_id} is still {job['status']} after {timeout} s")
+                raise _still_running(job, timeout)
             time.sleep(poll_s)
+        return job
 
     def health(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/health").json())
+        return self._json("GET", "/health")
 
     def metrics(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/metrics").json())
+        return self._json("GET", "/metrics")
 
     # -- the names users of the training-job service know -------------------------------------------
 
@@ -174,9 +213,7 @@ class AsyncJobServiceClient:
     """The same client for asyncio (httpx.AsyncClient): ``await client.submit(...)`` and so on."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
-        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-        token = token or os.environ.get(TOKEN_ENV) or None
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url, headers = _connection(url, token)
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
 
     async def close(self) -> None:
@@ -188,14 +225,17 @@ class AsyncJobServiceClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(self, call: _Call) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.request(call.method, call.path, **call.options)
         except httpx.HTTPError as error:
-            raise ServiceError(f"cannot reach the job service at {self.url}: {error}") from None
+            raise _unreachable(self.url, error) from None
         if response.status_code >= 400:
             raise _error_of(response)
         return response
+
+    async def _json(self, method: str, path: str) -> dict[str, Any]:
+        return dict((await self._request(_Call(method, path))).json())
 
     async def submit(
         self,
@@ -206,29 +246,38 @@ class AsyncJobServiceClient:
         max_retries: int = 0,
     ) -> dict[str, Any]:
         """As ``JobServiceClient.submit``."""
-        body: dict[str, Any] = {"job": document.get("job")}
-        if max_runtime_s is not None:
-            body["max_runtime_s"] = max_runtime_s
-        if max_retries:
-            body["max_retries"] = max_retries
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return dict((await self._request("POST", "/jobs", json=body, headers=headers)).json())
+        call = _Calls.submit(document, idempotency_key, max_runtime_s, max_retries)
+        return dict((await self._request(call)).json())
 
     async def status(self, job_id: str) -> dict[str, Any]:
-        return dict((await self._request("GET", f"/jobs/{job_id}")).json())
+        return await self._json("GET", f"/jobs/{job_id}")
 
     async def list(
         self, limit: int = 100, offset: int = 0, status: str | None = None, kind: str | None = None
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        params.update({k: v for k, v in {"status": status, "kind": kind}.items() if v})
-        return dict((await self._request("GET", "/jobs", params=params)).json())
+        return dict((await self._request(_Calls.list(limit, offset, status, kind))).json())
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+        return await self._json("POST", f"/jobs/{job_id}/cancel")
+
+    async def delete(self, job_id: str) -> None:
+        await self._request(_Call("DELETE", f"/jobs/{job_id}"))
 
     async def logs(self, job_id: str) -> str:
-        return (await self._request("GET", f"/jobs/{job_id}/logs")).text
+        return (await self._request(_Call("GET", f"/jobs/{job_id}/logs"))).text
+
+    async def follow(self, job_id: str) -> AsyncIterator[str]:
+        """As ``JobServiceClient.follow``: the log as it is written, until the job ends."""
+        call = _Calls.follow(job_id)
+        try:
+            async with self._http.stream(call.method, call.path, **call.options) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_of(response)
+                async for text in response.aiter_text():
+                    yield text
+        except httpx.HTTPError as error:
+            raise ServiceError(f"the log stream from {self.url} broke: {error}") from None
 
     async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.25) -> dict[str, Any]:
         """As ``JobServiceClient.wait``, without blocking the event loop."""
@@ -237,9 +286,15 @@ class AsyncJobServiceClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (job := await self.status(job_id))["status"] not in FINAL:
             if deadline is not None and time.monotonic() > deadline:
-                raise ServiceError(f"job {job_id} is still {job['status']} after {timeout} s")
+                raise _still_running(job, timeout)
             await asyncio.sleep(poll_s)
         return job
+
+    async def health(self) -> dict[str, Any]:
+        return await self._json("GET", "/health")
+
+    async def metrics(self) -> dict[str, Any]:
+        return await self._json("GET", "/metrics")
 
     async def submit_training_job(self, document: dict[str, Any], **options: Any) -> dict[str, Any]:
         return await self.submit(document, **options)
