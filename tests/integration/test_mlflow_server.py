@@ -38,7 +38,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a 2-core machine loaded to 24 took over 90 s
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
