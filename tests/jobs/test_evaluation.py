@@ -23,11 +23,16 @@ job:
   KIND: evaluation
   mlflow: {experiment: EXPERIMENT}
   candidates: CANDIDATES
+  plots: PLOTS
 """
 
 
-def evaluation(workdir: Path, candidates: str = "{KIND: runs}", experiment: str = "quickstart") -> str:
+def evaluation(
+    workdir: Path, candidates: str = "{KIND: runs}", experiment: str = "quickstart", plots: bool = False
+) -> str:
+    """An evaluation config; without figures unless ``plots`` (drawing them is most of its time)."""
     text = EVALUATION.replace("CANDIDATES", candidates).replace("EXPERIMENT", experiment)
+    text = text.replace("PLOTS", str(plots).lower())
     return write_config(workdir, text, "evaluation.yaml")
 
 
@@ -46,7 +51,7 @@ def test_each_candidate_gets_test_scores_computed_on_rows_it_never_saw(
 ) -> None:
     train("job.model.params.max_depth=2")
     train("job.model.params.max_depth=4")
-    assert main(["run", evaluation(workdir)]) == 0
+    assert main(["run", evaluation(workdir, plots=True)]) == 0
     client = mlflow.MlflowClient(tracking_uri)
     data = pd.read_csv(workdir / "data" / "diabetes.csv")
     _, test = train_test_split(np.arange(len(data)), test_size=round(len(data) * 0.2), random_state=11)
@@ -85,7 +90,7 @@ def test_a_second_evaluation_logs_no_second_value_unless_asked(workdir: Path, tr
     (trained,) = runs(tracking_uri, "training")
     client = mlflow.MlflowClient(tracking_uri)
     assert len(client.get_metric_history(trained.info.run_id, "r2_test")) == 1
-    assert main(["run", config, "job.rescore=true", "job.plots=false"]) == 0
+    assert main(["run", config, "job.rescore=true"]) == 0
     assert len(client.get_metric_history(trained.info.run_id, "r2_test")) == 2
 
 
@@ -147,7 +152,7 @@ def test_nothing_to_evaluate_is_named(
 
 def test_a_classifier_gets_its_curves_and_confusion_matrix(workdir: Path, tracking_uri: str) -> None:
     assert main(["run", CLASSIFICATION, "job.holdout={size: 0.2, stratify: true}"]) == 0
-    assert main(["run", evaluation(workdir, experiment="breast-cancer")]) == 0
+    assert main(["run", evaluation(workdir, experiment="breast-cancer", plots=True)]) == 0
     (trained,) = runs(tracking_uri, "training", "breast-cancer")
     assert {"accuracy_test", "f1_test", "roc_auc_test", "log_loss_test"} <= set(trained.data.metrics)
     plots = {
