@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from trainyard import __version__
 from trainyard.errors import ConfigurationError, ResourceNotFoundError, TrainyardError
+from trainyard.service.page import add_page
 from trainyard.service.store import FINAL, STATUSES, JobRecord, Store
 from trainyard.service.submission import ORIGIN, validate_job
 from trainyard.service.training_request import is_training_request, to_job
@@ -40,6 +41,7 @@ class ServiceConfig:
     max_body_bytes: int = 1_000_000
     wake: Any = None  # called after a submit or a cancel: the pool looks at the store at once
     workers: int = 0
+    mlflow_ui: str | None = None  # the MLflow UI the web page links runs to
 
 
 class TransitionView(BaseModel):
@@ -53,6 +55,7 @@ class JobView(BaseModel):
 
     id: str
     kind: str
+    name: str | None = Field(None, description="The run's name, or else the experiment's (from its config).")
     status: str = Field(description="queued, running, completed, failed or cancelled.")
     message: str | None = None
     failure_reason: str | None = None
@@ -66,6 +69,7 @@ class JobView(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     run_id: str | None = Field(None, description="The MLflow run, once it exists.")
     artifacts_location: str | None = None
+    tracking_uri: str | None = Field(None, description="The MLflow tracking store of its run.")
     model_version: str | None = Field(None, description="The registered model version, if any.")
     created_at: str
     started_at: str | None = None
@@ -89,14 +93,28 @@ def _iso(stamp: float | None) -> str | None:
     return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
 
 
+def _tracking(config: dict[str, Any]) -> tuple[str | None, str]:
+    """The job's name (its run's, else its experiment's) and its tracking store, from its config."""
+    from trainyard.io.sources import without_credentials
+    from trainyard.io.tracking import DEFAULT_TRACKING_URI, absolute_sqlite_uri
+
+    job = config.get("job")
+    section = job.get("mlflow") if isinstance(job, dict) else None
+    section = section if isinstance(section, dict) else {}
+    name = section.get("run_name") or section.get("experiment")
+    uri = section.get("tracking_uri") or DEFAULT_TRACKING_URI
+    return (str(name) if name else None), without_credentials(absolute_sqlite_uri(str(uri)))
+
+
 def view(job: JobRecord, *, detail: bool = True) -> JobView:
     end = job.ended_at
+    name, tracking_uri = _tracking(job.config)
     duration = None if job.started_at is None else (end or datetime.now(UTC).timestamp()) - job.started_at
     return JobView(
-        id=job.id, kind=job.kind, status=job.status, message=job.message,
+        id=job.id, kind=job.kind, name=name, status=job.status, message=job.message,
         failure_reason=job.failure_reason, error_type=job.error_type, progress=job.progress,
         metrics=job.metrics, run_id=job.run_id,
-        artifacts_location=f"runs:/{job.run_id}" if job.run_id else None,
+        artifacts_location=f"runs:/{job.run_id}" if job.run_id else None, tracking_uri=tracking_uri,
         model_version=job.model_version, created_at=_iso(job.created_at) or "",
         started_at=_iso(job.started_at), ended_at=_iso(end),
         duration_s=None if duration is None else round(duration, 3), attempts=job.attempts,
@@ -257,6 +275,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return PlainTextResponse(path.read_text(errors="replace") if path.exists() else "")
         return StreamingResponse(_follow(path, job_id, store), media_type="text/plain")
 
+    add_page(app, mlflow_ui=config.mlflow_ui, guarded=guarded)
     return app
 
 
