@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from trainyard import __version__
+from trainyard.service.answers import answers
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"page.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8"}
@@ -49,7 +50,7 @@ def add_page(app: FastAPI, *, mlflow_ui: str | None, guarded: list[Any]) -> None
             return JSONResponse({"error": "ResourceNotFoundError", "detail": f"no asset {name!r}"}, 404)
         return _file(name, ASSETS[name])
 
-    @app.get("/page/settings", dependencies=guarded, response_model=PageSettings)
+    @app.get("/page/settings", dependencies=guarded, response_model=PageSettings, responses=answers(401))
     def settings() -> PageSettings:
         """What the page needs besides the jobs: where the MLflow UI is, if the service was told."""
         return PageSettings(mlflow_ui=mlflow_ui, version=__version__)
