@@ -96,7 +96,7 @@ class MlflowUi:
                 command, cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env
             )
 
-    def wait(self, timeout: float = 90) -> None:
+    def wait(self, timeout: float = 240) -> None:  # about 10 s when the machine is idle
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
