@@ -13,20 +13,27 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from trainyard import __version__
 from trainyard.errors import ConfigurationError, ResourceNotFoundError, TrainyardError
+from trainyard.service.answers import add_error_handlers, answers, submit_body, text_answers
+from trainyard.service.page import add_page
 from trainyard.service.store import FINAL, STATUSES, JobRecord, Store
 from trainyard.service.submission import ORIGIN, validate_job
 from trainyard.service.training_request import is_training_request, to_job
 
 SUBMIT_KEYS = ("job", "max_runtime_s", "max_retries")
+MAX_OFFSET = 1_000_000_000  # beyond what a 64-bit SQL integer holds a store would fail
+KIND_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+KEY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII; the store keeps 200 characters
+BEARER = HTTPBearer(auto_error=False, description="The service's token (--token or TRAINYARD_TOKEN).")
 
 
 @dataclass
@@ -40,6 +47,7 @@ class ServiceConfig:
     max_body_bytes: int = 1_000_000
     wake: Any = None  # called after a submit or a cancel: the pool looks at the store at once
     workers: int = 0
+    mlflow_ui: str | None = None  # the MLflow UI the web page links runs to
 
 
 class TransitionView(BaseModel):
@@ -53,6 +61,7 @@ class JobView(BaseModel):
 
     id: str
     kind: str
+    name: str | None = Field(None, description="The run's name, or else the experiment's (from its config).")
     status: str = Field(description="queued, running, completed, failed or cancelled.")
     message: str | None = None
     failure_reason: str | None = None
@@ -66,6 +75,7 @@ class JobView(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     run_id: str | None = Field(None, description="The MLflow run, once it exists.")
     artifacts_location: str | None = None
+    tracking_uri: str | None = Field(None, description="The MLflow tracking store of its run.")
     model_version: str | None = Field(None, description="The registered model version, if any.")
     created_at: str
     started_at: str | None = None
@@ -89,14 +99,28 @@ def _iso(stamp: float | None) -> str | None:
     return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
 
 
+def _tracking(config: dict[str, Any]) -> tuple[str | None, str]:
+    """The job's name (its run's, else its experiment's) and its tracking store, from its config."""
+    from trainyard.io.sources import without_credentials
+    from trainyard.io.tracking import DEFAULT_TRACKING_URI, absolute_sqlite_uri
+
+    job = config.get("job")
+    section = job.get("mlflow") if isinstance(job, dict) else None
+    section = section if isinstance(section, dict) else {}
+    name = section.get("run_name") or section.get("experiment")
+    uri = section.get("tracking_uri") or DEFAULT_TRACKING_URI
+    return (str(name) if name else None), without_credentials(absolute_sqlite_uri(str(uri)))
+
+
 def view(job: JobRecord, *, detail: bool = True) -> JobView:
     end = job.ended_at
+    name, tracking_uri = _tracking(job.config)
     duration = None if job.started_at is None else (end or datetime.now(UTC).timestamp()) - job.started_at
     return JobView(
-        id=job.id, kind=job.kind, status=job.status, message=job.message,
+        id=job.id, kind=job.kind, name=name, status=job.status, message=job.message,
         failure_reason=job.failure_reason, error_type=job.error_type, progress=job.progress,
         metrics=job.metrics, run_id=job.run_id,
-        artifacts_location=f"runs:/{job.run_id}" if job.run_id else None,
+        artifacts_location=f"runs:/{job.run_id}" if job.run_id else None, tracking_uri=tracking_uri,
         model_version=job.model_version, created_at=_iso(job.created_at) or "",
         started_at=_iso(job.started_at), ended_at=_iso(end),
         duration_s=None if duration is None else round(duration, 3), attempts=job.attempts,
@@ -119,13 +143,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     )
     store = config.store
 
-    def authorized(request: Request) -> None:
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> None:
         if config.token is None:
             return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), config.token.encode()):
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.encode(), config.token.encode()
+        ):
             raise _Unauthorized()
+
+    add_error_handlers(app)
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, error: _Unauthorized) -> JSONResponse:
@@ -156,7 +182,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     guarded = [Depends(authorized)]
 
     def found(job_id: str) -> JobRecord:
-        job = store.get(job_id)
+        # an id no job can have is not looked up (a NUL in it is an error on PostgreSQL)
+        job = store.get(job_id) if len(job_id) <= 64 and job_id.isprintable() else None
         if job is None:
             raise ResourceNotFoundError(f"no job {job_id!r} in the store")
         return job
@@ -169,7 +196,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", dependencies=guarded)
+    @app.get("/metrics", dependencies=guarded, responses=answers(401))
     def metrics() -> dict[str, int]:
         counts = store.counts()
         return {"queue_depth": counts["queued"], **counts, "workers": config.workers}
@@ -180,10 +207,20 @@ def create_app(config: ServiceConfig) -> FastAPI:
         status_code=202,
         response_model=JobView,
         responses={
-            200: {"model": JobView, "description": "The job first submitted with this Idempotency-Key"}
+            200: {"model": JobView, "description": "The job first submitted with this Idempotency-Key"},
+            **answers(401, 413, 422),
         },
+        openapi_extra={"requestBody": submit_body()},
     )
-    async def submit(request: Request) -> Response:
+    async def submit(
+        request: Request,
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            pattern=KEY_PATTERN,
+            description="A retried submit with the same key answers 200 and the first job.",
+        ),
+    ) -> Response:
         """Submit a job config ``{"job": {...}}`` (with optional ``max_runtime_s``, ``max_retries``), or a
         training request (``model_name``, ``data_source_config``, ``algorithm_config``, ...)."""
         body = await _read_limited(request, config.max_body_bytes)
@@ -191,7 +228,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise ConfigurationError(f"{ORIGIN}: the body is not JSON: {error}") from None
-        key = request.headers.get("idempotency-key")
+        key = idempotency_key
         if key is not None and (first := await run_in_threadpool(store.by_idempotency_key, key)):
             return JSONResponse(view(first).model_dump(mode="json"), status_code=200)
         if is_training_request(document):  # the training-job service's request, mapped onto a training job
@@ -211,23 +248,28 @@ def create_app(config: ServiceConfig) -> FastAPI:
             config.wake()
         return answer
 
-    @app.get("/jobs", dependencies=guarded, response_model=JobList)
+    @app.get("/jobs", dependencies=guarded, response_model=JobList, responses=answers(401, 422))
     def list_jobs(
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
-        status: str | None = Query(None, description=f"One of {', '.join(STATUSES)}"),
-        kind: str | None = None,
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
+        status: str | None = Query(
+            None, description=f"One of {', '.join(STATUSES)}", json_schema_extra={"enum": list(STATUSES)}
+        ),
+        kind: str | None = Query(None, pattern=KIND_PATTERN, description="A job kind: training, ..."),
     ) -> JobList:
         if status is not None and status not in STATUSES:
             raise ConfigurationError(f"status={status!r}: expected one of {', '.join(STATUSES)}")
         jobs, total = store.page(limit=limit, offset=offset, status=status, kind=kind)
         return JobList(total=total, limit=limit, offset=offset, jobs=[view(j, detail=False) for j in jobs])
 
-    @app.get("/jobs/{job_id}", dependencies=guarded, response_model=JobView)
+    @app.get("/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=answers(401, 404, 422))
     def get_job(job_id: str) -> JobView:
         return view(found(job_id))
 
-    @app.post("/jobs/{job_id}/cancel", dependencies=guarded, status_code=202, response_model=JobView)
+    @app.post(
+        "/jobs/{job_id}/cancel", dependencies=guarded, status_code=202, response_model=JobView,
+        responses=answers(401, 404, 409, 422),
+    )  # fmt: skip
     def cancel(job_id: str) -> JobView:
         """A queued job is cancelled at once; a running one is stopped (its MLflow run ends KILLED)."""
         job = found(job_id)
@@ -238,7 +280,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             config.wake()
         return view(after or job)
 
-    @app.delete("/jobs/{job_id}", dependencies=guarded, status_code=204)
+    @app.delete(
+        "/jobs/{job_id}", dependencies=guarded, status_code=204, responses=answers(401, 404, 409, 422)
+    )
     def delete(job_id: str) -> Response:
         job = found(job_id)
         if job.status not in FINAL or not store.delete(job_id):
@@ -248,7 +292,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         (config.logs / f"{job_id}.log").unlink(missing_ok=True)
         return Response(status_code=204)
 
-    @app.get("/jobs/{job_id}/logs", dependencies=guarded, response_class=PlainTextResponse)
+    @app.get(
+        "/jobs/{job_id}/logs", dependencies=guarded,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **answers(401, 404, 422)},
+    )  # fmt: skip
     def logs(job_id: str, follow: bool = False) -> Response:
         """The job's log; ``follow=true`` streams it until the job has ended and every line is sent."""
         found(job_id)
@@ -257,6 +304,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return PlainTextResponse(path.read_text(errors="replace") if path.exists() else "")
         return StreamingResponse(_follow(path, job_id, store), media_type="text/plain")
 
+    add_page(app, mlflow_ui=config.mlflow_ui, guarded=guarded)
+    text_answers(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The CLI's service commands: ``serve``, ``submit``, ``jobs``, ``logs``, ``cancel``.
+"""The CLI's service commands: ``serve``, ``submit``, ``jobs``, ``logs``, ``cancel``, ``delete``.
 
 Light at import (argparse only): each command loads what it needs when it runs.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-NAMES = ("serve", "submit", "jobs", "logs", "cancel")
+NAMES = ("serve", "submit", "jobs", "logs", "cancel", "delete")
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -35,6 +35,20 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--grace", type=float, default=10.0, help="seconds a stopped job gets before it is killed"
     )
+    serve.add_argument(
+        "--keep-days", type=float, metavar="N", help="delete finished jobs (and logs) ended over N days ago"
+    )
+    serve.add_argument(
+        "--keep-jobs", type=int, metavar="N", help="keep only the N newest finished jobs (and logs)"
+    )
+    serve.add_argument(
+        "--prune-every", type=float, metavar="S",
+        help="seconds between retention passes (default: 300; one runs at start too)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--mlflow-ui", metavar="URL",
+        help="the MLflow UI the web page links runs to, e.g. http://127.0.0.1:5000",
+    )  # fmt: skip
     submit = commands.add_parser(
         "submit", parents=[common], help="send a job to the service (TRAINYARD_URL)",
         description="Merge the config files and overrides as `run` does, and submit the job to the service.",
@@ -59,6 +73,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     logs.add_argument("--follow", "-f", action="store_true", help="stream it until the job ends")
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running job")
     cancel.add_argument("id", help="the job's id")
+    delete = commands.add_parser(
+        "delete", parents=[common], help="delete a finished job and its log from the service"
+    )
+    delete.add_argument("id", help="the job's id")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -69,6 +87,8 @@ def run_command(args: argparse.Namespace) -> int:
         return serve(
             host=args.host, port=args.port, store_url=args.store, workers=args.workers,
             data_roots=args.data_roots, token=args.token, logs=args.logs, grace_s=args.grace,
+            keep_days=args.keep_days, keep_jobs=args.keep_jobs, prune_every_s=args.prune_every,
+            mlflow_ui=args.mlflow_ui,
         )  # fmt: skip
     from trainyard.service.client import JobServiceClient
 
@@ -88,6 +108,10 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "cancel":
             job = client.cancel(args.id)
             print(f"{job['id']} {job['status']}: {job['message']}")
+            return 0
+        if args.command == "delete":
+            client.delete(args.id)
+            print(f"{args.id} deleted")
             return 0
     raise AssertionError(args.command)
 

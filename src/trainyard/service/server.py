@@ -33,6 +33,18 @@ def check_roots(roots: list[str] | None) -> list[Path]:
     return folders
 
 
+def check_mlflow_ui(url: str | None) -> str | None:
+    """The MLflow UI's base URL the page links runs to (http or https, no trailing slash)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"--mlflow-ui {url}: expected an http(s) URL such as http://127.0.0.1:5000")
+    return url.rstrip("/")
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
@@ -44,11 +56,16 @@ def serve(
     logs: str = DEFAULT_LOGS,
     grace_s: float = 10.0,
     max_body_bytes: int = 1_000_000,
+    keep_days: float | None = None,
+    keep_jobs: int | None = None,
+    prune_every_s: float | None = None,
+    mlflow_ui: str | None = None,
 ) -> int:
     """Run the service until SIGINT or SIGTERM; running jobs are then stopped (ended as lost)."""
     import uvicorn
 
     from trainyard.service.app import ServiceConfig, create_app
+    from trainyard.service.retention import DEFAULT_EVERY_S, Retention
     from trainyard.service.store import Store
     from trainyard.service.workers import WorkerPool
 
@@ -59,12 +76,15 @@ def serve(
             f"(--token or {TOKEN_ENV}); or listen on 127.0.0.1"
         )
     roots = check_roots(data_roots)
+    retention = Retention(keep_days, keep_jobs, prune_every_s or DEFAULT_EVERY_S)
+    page_mlflow_ui = check_mlflow_ui(mlflow_ui)
     store = Store(store_url)
     pool = WorkerPool(store, Path(logs).resolve(), workers=workers, grace_s=grace_s)
     pool.start()  # before the server's threads: the fork server starts from a single thread
+    retention.start(store, pool.logs)  # at once, then every prune_every_s
     config = ServiceConfig(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
-        max_body_bytes=max_body_bytes,
+        max_body_bytes=max_body_bytes, mlflow_ui=page_mlflow_ui,
     )  # fmt: skip
     from trainyard.io.sources import without_credentials
 
@@ -72,13 +92,15 @@ def serve(
     print(
         f"trainyard service on http://{host}:{port} — store {without_credentials(store.url)}, "
         f"{pool.workers} worker(s), data roots {roots_shown}, logs in {pool.logs}"
-        + ("" if token else " (no token: loopback only)"),
+        + ("" if token else " (no token: loopback only)")
+        + (f"; {retention.describe()}" if retention.active else ""),
         file=sys.stderr,
         flush=True,
     )
     try:
         uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
     finally:
+        retention.stop()
         pool.stop()
         store.close()
     return 0

@@ -373,6 +373,40 @@ class Store:
             ).rowcount  # type: ignore[attr-defined]
         return bool(deleted)
 
+    # -- retention ----------------------------------------------------------------------------------
+
+    def prune(
+        self, *, keep_days: float | None = None, keep_jobs: int | None = None, now: float | None = None
+    ) -> list[str]:
+        """Delete the finished jobs past retention; their ids. Queued and running jobs are never touched.
+
+        A finished job goes when it ended more than ``keep_days`` days before ``now``, or when it is
+        not among the ``keep_jobs`` that ended last (newest first by end, then creation). ``None``
+        leaves that rule out; with both ``None`` nothing is deleted.
+        """
+        if keep_days is None and keep_jobs is None:
+            return []
+        ended = sa.func.coalesce(JobRow.ended_at, JobRow.created_at)
+        finished = JobRow.status.in_(FINAL)
+        rules = []
+        if keep_days is not None:
+            rules.append(ended < (time.time() if now is None else now) - keep_days * 86_400)
+        if keep_jobs is not None:
+            kept = (
+                sa.select(JobRow.id)
+                .where(finished)
+                .order_by(ended.desc(), JobRow.created_at.desc(), JobRow.id.desc())
+                .limit(keep_jobs)
+            )
+            rules.append(JobRow.id.not_in(kept))
+        with self._write() as session:
+            doomed = list(session.scalars(sa.select(JobRow.id).where(finished, sa.or_(*rules))))
+            for start in range(0, len(doomed), 500):  # bounded IN lists
+                chunk = doomed[start : start + 500]
+                session.execute(sa.delete(TransitionRow).where(TransitionRow.job_id.in_(chunk)))
+                session.execute(sa.delete(JobRow).where(JobRow.id.in_(chunk), finished))
+        return doomed
+
 
 def _sqlite_pragmas(connection: Any, record: object) -> None:
     cursor = connection.cursor()
