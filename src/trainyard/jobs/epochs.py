@@ -110,12 +110,12 @@ class EpochTraining:
         classes = class_labels(targets) if model.is_classifier else None
         self._labels = classes if any(m.needs_proba for m in self.metrics) else None
         if resumed is None:
-            learner = EpochLearner(model.build(rows.inputs_train), how, self.epochs.grow, classes)
+            learner = EpochLearner(model.build(rows.inputs_train), how, self.epochs.growth(how), classes)
             learner.fit_preprocessing(rows.inputs_train)
             first, quiet_until = 1, 0
         else:
             learner = EpochLearner(
-                _load(resumed.checkpoints[resumed.checkpoint]), how, self.epochs.grow, classes
+                _load(resumed.checkpoints[resumed.checkpoint]), how, self.epochs.growth(how), classes
             )
             self._replay(resumed)
             first, quiet_until = resumed.checkpoint + 1, resumed.logged_up_to

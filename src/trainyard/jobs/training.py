@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainyard.core.estimators import is_import_path
-from trainyard.core.iterative import Epochs, estimators_in_steps, how_it_learns
+from trainyard.core.iterative import OWN, Epochs, check_learns_in_steps, how_it_learns, own_needs_epochs
 from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.signers import InferSigner, SignerKind
@@ -53,8 +53,9 @@ class TrainingJob(SupervisedJob):
     epochs: Epochs | None = Field(
         None,
         description="Train in epochs, logging learning curves (unset: one fit). For estimators with "
-        "partial_fit (SGD, MLP, Perceptron, GaussianNB) or that grow with warm_start (forests, "
-        "gradient boosting). See docs/iterative.md.",
+        "partial_fit (SGD, MLP, Perceptron, GaussianNB), that grow with warm_start (forests, "
+        "gradient boosting), LightGBM and XGBoost (boosting rounds), or a model of your own by import "
+        "path (fit_epoch). See docs/iterative.md.",
     )
     resume: bool | str = Field(
         False,
@@ -81,21 +82,19 @@ class TrainingJob(SupervisedJob):
         if epochs is None:
             if self.resume is not False:
                 raise ValueError("resume: only a training in epochs resumes; set epochs with a checkpoint")
+            if how_it_learns(self.model.estimator) == OWN:
+                raise ValueError(own_needs_epochs(self.model.estimator))
             return self
-        if how_it_learns(self.model.estimator) is None:
-            raise ValueError(
-                f"epochs: {self.model.estimator} cannot learn in steps (it has no partial_fit and does not "
-                f"grow with warm_start); estimators that can: {', '.join(estimators_in_steps())}"
-            )
+        check_learns_in_steps(self.model.estimator)
         names = [metric.name for metric in self.metrics]
         if epochs.early_stopping is not None and epochs.early_stopping.metric not in names:
             raise ValueError(
-                f"epochs.early_stopping.metric: {epochs.early_stopping.metric!r} is not among job.metrics "
+                f"epochs: early_stopping.metric {epochs.early_stopping.metric!r} is not among job.metrics "
                 f"({', '.join(names)})"
             )
         if epochs.final == "best" and (epochs.checkpoint is None or not epochs.checkpoint.keep_best):
             raise ValueError(
-                "epochs.final: best is the best checkpoint: set epochs.checkpoint with keep_best"
+                "epochs: final: best is the best checkpoint: set epochs.checkpoint with keep_best"
             )
         if self.resume is not False and epochs.checkpoint is None:
             raise ValueError("resume: a run continues from a checkpoint: set epochs.checkpoint")
