@@ -52,8 +52,9 @@ class Checkpoint(Component):
     keep_best: bool = Field(True, description="Also keep the checkpoint with the best validation metric.")
 
 
-class Epochs(Component):
-    """Fit in epochs: partial_fit once per epoch, or a warm-started ensemble grown by ``grow``."""
+class TrialEpochs(Component):
+    """Fit in epochs: partial_fit once per epoch, a warm-started ensemble grown by ``grow``, boosting
+    rounds, or a model of your own's fit_epoch. In a tuning job, each trial's epochs (for pruning)."""
 
     count: int = Field(ge=1, description="Epochs to train (a resumed run may raise it).")
     grow: int | None = Field(
@@ -63,6 +64,15 @@ class Epochs(Component):
         "iterations (max_iter), default 10; for LightGBM and XGBoost boosting rounds, default 1. The "
         "model's own n_estimators or max_iter is replaced.",
     )
+
+    def growth(self, how: str) -> int:
+        """Members an epoch adds for a model that learns ``how``: ``grow``, or its default."""
+        return self.grow if self.grow is not None else 1 if how == BOOST else 10
+
+
+class Epochs(TrialEpochs):
+    """A training job's epochs: with early stopping, checkpoints, and which model is saved at the end."""
+
     early_stopping: EarlyStopping | None = Field(None, description="Stop early (unset: all epochs).")
     checkpoint: Checkpoint | None = Field(None, description="Checkpoints (unset: none; resume needs them).")
     final: Literal["best", "last"] = Field(
@@ -70,10 +80,6 @@ class Epochs(Component):
         description="The model saved and registered at the end: the last epoch's, or the best "
         "checkpoint's (needs checkpoint.keep_best).",
     )
-
-    def growth(self, how: str) -> int:
-        """Members an epoch adds for a model that learns ``how``: ``grow``, or its default."""
-        return self.grow if self.grow is not None else 1 if how == BOOST else 10
 
     def monitored(self, metric_names: list[str]) -> str:
         """The metric that decides the best epoch: the early-stopping one, else the first metric."""
