@@ -31,7 +31,7 @@ from trainyard.records import (
 )
 
 # What a resume may change: the rest of the config must be the run's.
-RESUMABLE_FIELDS = ("job.epochs.count", "job.resume")
+RESUMABLE_FIELDS = ("job.epochs.count", "job.resume", "job.system_metrics")
 _UNFINISHED = {"RUNNING", "KILLED", "FAILED"}
 _SHOWN = 5
 

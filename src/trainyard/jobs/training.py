@@ -63,6 +63,19 @@ class TrainingJob(SupervisedJob):
         "true for the newest one of this config, or its run id (needs epochs.checkpoint).",
     )
 
+    system_metrics: bool | float = Field(
+        False,
+        description="Log MLflow's system metrics (CPU, memory, disk, network; system/...) on the run "
+        "while it trains: true samples them every 10 s, a number every that many seconds.",
+    )
+
+    @field_validator("system_metrics", mode="before")
+    @classmethod
+    def _switch_or_interval(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int | float) and value > 0):
+            return value
+        raise ValueError("expected true, false, or the seconds between samples (a number above 0)")
+
     @field_validator("splitter")
     @classmethod
     def _one_hold_out(cls, splitter: Splitter) -> Splitter:
@@ -106,7 +119,17 @@ class TrainingJob(SupervisedJob):
         resumed = self.find_resumed()
         tags = self.epoch_tags(resumed)
         run_id = resumed.run_id if resumed else None
-        with self.tracked_run(tags, run_id) as run, NativeThreads(self.threads, unit="fit"):
+        every = (
+            None
+            if self.system_metrics is False
+            else 10.0
+            if self.system_metrics is True
+            else self.system_metrics
+        )
+        with (
+            self.tracked_run(tags, run_id, every) as run,
+            NativeThreads(self.threads, unit="fit"),
+        ):
             model = self.model
             if model.params_from is not None:
                 with self.step("take tuned parameters") as step:
