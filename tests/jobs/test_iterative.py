@@ -255,7 +255,10 @@ def test_resume_refuses_another_model(
         f"job.resume: run {run.info.run_id} has another config: job.model.estimator: 'SGDRegressor' then, 'MLPRegressor' now"
         in err
     )
-    assert "a resume may change only job.epochs.count, job.resume, job.system_metrics" in err
+    assert (
+        "a resume may change only job.epochs.count, job.epochs.checkpoint.background, job.resume, job.system_metrics"
+        in err
+    )
     assert main(["run", path, "job.resume=true", *other]) == 1
     assert (
         f"the newest run trained in epochs, {run.info.run_id}, has another config" in capsys.readouterr().err

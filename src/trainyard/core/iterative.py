@@ -50,6 +50,11 @@ class Checkpoint(Component):
     every: int = Field(1, ge=1, description="Epochs between checkpoints.")
     keep_last: int = Field(2, ge=1, description="The newest checkpoints kept; older ones are deleted.")
     keep_best: bool = Field(True, description="Also keep the checkpoint with the best validation metric.")
+    background: bool = Field(
+        True,
+        description="Write checkpoints (and the epochs' metrics) on a background thread while the next "
+        "epochs train, in order, joined before the job ends; false: in the training thread.",
+    )
 
 
 class TrialEpochs(Component):

@@ -159,8 +159,15 @@ class TrainingJob(SupervisedJob):
             else:
                 with self.step("fit in epochs") as step:
                     rows = Rows(inputs_train, targets_train, inputs_test, targets_test)
+                    background = self.epochs.checkpoint is None or self.epochs.checkpoint.background
                     training = EpochTraining(
-                        self.epochs, self.metrics, self.saver, self.signer, self.cancellation, run.info.run_id
+                        self.epochs,
+                        self.metrics,
+                        self.saver,
+                        self.signer,
+                        self.cancellation,
+                        run.info.run_id,
+                        background,
                     )
                     outcome = training.train(model, rows, targets, resumed)
                     model = model.with_pipeline(outcome.pipeline)
