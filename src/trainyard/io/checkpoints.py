@@ -62,6 +62,7 @@ class EpochWriter:
         self._error: BaseException | None = None
         self._folder = Path(tempfile.mkdtemp(prefix="trainyard-checkpoints-"))
         self._template: Path | None = None  # the first checkpoint's folder, as MLflow wrote it
+        self._template_model: Any = None  # its MLmodel, reused with each checkpoint's ids
         self._model_record: tuple[str, dict[str, str], dict[str, str]] | None = None
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -212,7 +213,9 @@ class EpochWriter:
             if self.saver.serialization == "cloudpickle":
                 self._template = folder
             return
-        template = Model.load(str(self._template / _MLMODEL))
+        if self._template_model is None:  # parsed once: about a tenth of a light checkpoint's time
+            self._template_model = Model.load(str(self._template / _MLMODEL))
+        template = self._template_model
         pickled = template.flavors["sklearn"]["pickled_model"]
         folder.mkdir(parents=True)
         for item in self._template.iterdir():
