@@ -52,13 +52,14 @@ def test_checkpoints_hold_the_model_as_it_was_asked_and_link_their_epochs_metric
     assert client.get_run(run.info.run_id).data.tags["trainyard.epochs_done"] == "3"
 
 
+@pytest.mark.parametrize("background", [True, False])
 def test_a_failed_write_is_raised_to_the_training_and_stops_the_writes_after_it(
-    workdir: Path, tracking_uri: str
+    workdir: Path, tracking_uri: str, background: bool
 ) -> None:
-    writer = EpochWriter("0" * 32, SklearnSaver(), lambda: None)  # type: ignore[arg-type, return-value]
+    writer = EpochWriter("0" * 32, SklearnSaver(), lambda: None, background=background)  # type: ignore[arg-type, return-value]
     try:
-        writer.log(1, {"rmse": 1.0})
         with pytest.raises(ModelRegistryError, match="writing the epochs to MLflow failed"):
+            writer.log(1, {"rmse": 1.0})  # a run that does not exist
             writer.join()
         with pytest.raises(ModelRegistryError):
             writer.log(2, {"rmse": 2.0})

@@ -107,7 +107,8 @@ class EpochWriter:
         self._pending = [future for future in self._pending if not future.done()]
         if self._pool is None:
             future: Future[None] = Future()
-            self._run(task, *args)
+            with contextlib.suppress(Exception):  # kept in self._error: raised as the others are
+                self._run(task, *args)
             future.set_result(None)
             self._raise()
             return future
