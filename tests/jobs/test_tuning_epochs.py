@@ -81,3 +81,31 @@ def test_tuning_in_epochs_refuses_a_model_that_cannot_learn_in_steps(
     assert main(["run", config, "job.model.estimator=KNeighborsRegressor", "~job.model.params"]) == 2
     err = capsys.readouterr().err
     assert "job: epochs: KNeighborsRegressor cannot learn in steps" in err and "Traceback" not in err
+
+
+def test_a_classifier_is_tuned_in_epochs_with_every_class_given_to_its_first_epoch(
+    workdir: Path, tracking_uri: str
+) -> None:
+    text = """
+job:
+  KIND: tuning
+  mlflow: {experiment: tune}
+  inputs: {KIND: csv, path: data/breast_cancer.csv, drop: [target]}
+  targets: {KIND: csv, path: data/breast_cancer.csv, columns: [target]}
+  model: {KIND: sklearn, estimator: SGDClassifier, params: {loss: log_loss, random_state: 0}, scale: true}
+  metrics: [log_loss]
+  splitter: {KIND: stratified_kfold, n_splits: 2}
+  plots: false
+  epochs: {count: 3}
+  searcher: {KIND: random, seed: 0, n_trials: 2, space: {alpha: 'tag(log, interval(1e-5, 1e-2))'}}
+"""
+    assert main(["run", write_config(workdir, text)]) == 0
+    study = study_of(workdir)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(t.value is not None and t.value < 1.0 for t in study.trials)
+    _, children = runs_of(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    assert all(
+        [m.step for m in client.get_metric_history(c.info.run_id, "log_loss_epoch")] == [1, 2, 3]
+        for c in children
+    )
