@@ -7,10 +7,11 @@ noise (44 200 rows), so that an epoch of an MLPRegressor (64, 64) takes about 0.
 interleaved (A, B, A, B, ...), each a fresh process `trainyard run`:
   plain        job.epochs: {count: 50}
   checkpoints  job.epochs: {count: 50, checkpoint: {every: 1, keep_last: 2}} (50 logged models, 48
-               deleted)
+               deleted), written on the background thread
+  inline       the same with checkpoint.background: false (written in the training thread)
 Each is timed as its "fit in epochs" phase (the MLflow run's time from its first to its last
-epoch_time point, plus the first epoch), and as the whole process. Prints the medians and the
-overhead; writes benchmarks/results/iterative.json. See docs/iterative.md.
+epoch_time point, plus the first epoch), as the whole process, and by the process's CPU time
+(wait4). Prints the medians, the overhead and the medians of the paired ratios; writes benchmarks/results/iterative.json. See docs/iterative.md.
 """
 
 from __future__ import annotations
@@ -83,8 +84,11 @@ def main() -> None:
     variants = {
         "plain": f"{{count: {args.epochs}}}",
         "checkpoints": f"{{count: {args.epochs}, checkpoint: {{every: 1, keep_last: 2}}}}",
+        "inline": f"{{count: {args.epochs}, checkpoint: {{every: 1, keep_last: 2, background: false}}}}",
     }
-    times: dict[str, dict[str, list[float]]] = {name: {"training": [], "process": []} for name in variants}
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"training": [], "process": [], "cpu": []} for name in variants
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_data(folder)
@@ -95,18 +99,29 @@ def main() -> None:
                 path = folder / f"{experiment}.yaml"
                 path.write_text(CONFIG.format(experiment=experiment, epochs=epochs))
                 start = time.perf_counter()
-                subprocess.run(
+                process = subprocess.Popen(
                     [str(BIN / "trainyard"), "run", str(path)],
                     cwd=folder,
                     env=env,
-                    check=True,
-                    capture_output=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
+                _, status, usage = os.wait4(process.pid, 0)
+                assert os.waitstatus_to_exitcode(status) == 0, f"{experiment} failed"
                 times[name]["process"].append(time.perf_counter() - start)
+                times[name]["cpu"].append(usage.ru_utime + usage.ru_stime)
                 times[name]["training"].append(training_seconds(folder, experiment))
                 print(f"{experiment}: training {times[name]['training'][-1]:.2f} s", flush=True)
     medians = {name: {k: statistics.median(v) for k, v in values.items()} for name, values in times.items()}
     overhead = medians["checkpoints"]["training"] / medians["plain"]["training"] - 1
+    ratios = {  # paired: each repeat's checkpointed run against the plain run next to it
+        name: statistics.median(
+            run / plain
+            for run, plain in zip(times[name]["training"], times["plain"]["training"], strict=True)
+        )
+        for name in variants
+        if name != "plain"
+    }
     per_epoch = medians["plain"]["training"] / args.epochs
     results: dict[str, Any] = {
         "epochs": args.epochs,
@@ -115,11 +130,17 @@ def main() -> None:
         "medians": medians,
         "plain_epoch_seconds": per_epoch,
         "checkpoint_overhead": overhead,
+        "paired_ratios": ratios,
         **describe(load, ("mlflow", "scikit-learn", "pandas")),
     }
     for name, values in medians.items():
-        print(f"{name:12} training {values['training']:.2f} s, process {values['process']:.2f} s")
-    print(f"an epoch takes {per_epoch:.3f} s; a checkpoint every epoch adds {overhead:.1%}")
+        print(
+            f"{name:12} training {values['training']:.2f} s, process {values['process']:.2f} s, "
+            f"CPU {values['cpu']:.2f} s"
+        )
+    print(f"an epoch takes {per_epoch:.3f} s; a checkpoint every epoch adds {overhead:.1%} (medians)")
+    for name, ratio in ratios.items():
+        print(f"{name}: median of paired ratios to plain {ratio:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -57,6 +57,7 @@ CLAIM_TAG = "trainyard.claim"  # on a study's parent run: the worker token of th
 WRITER_TAG = "trainyard.writer"  # on a parent run: the worker token of the writer that logs its trials
 TRIAL_TAG = "trainyard.trial"  # on a child run: the trial number
 STATE_TAG = "trainyard.state"  # on a child run: the trial's Optuna state (COMPLETE, PRUNED, FAIL)
+PRUNED_EPOCH_TAG = "trainyard.pruned_epoch"  # on a child run trained in epochs: its trial was pruned after it
 DURATION_TAG = "trainyard.duration_s"  # on a child run: the trial's seconds
 NATIVE_THREADS_TAG = "trainyard.native_threads"  # on a child run: the native threads of its fits
 BEST_TRIAL_TAG = "trainyard.best_trial"  # on a parent run: the best trial's number

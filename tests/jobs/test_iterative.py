@@ -255,7 +255,10 @@ def test_resume_refuses_another_model(
         f"job.resume: run {run.info.run_id} has another config: job.model.estimator: 'SGDRegressor' then, 'MLPRegressor' now"
         in err
     )
-    assert "a resume may change only job.epochs.count, job.resume" in err
+    assert (
+        "a resume may change only job.epochs.count, job.epochs.checkpoint.background, job.resume, job.system_metrics"
+        in err
+    )
     assert main(["run", path, "job.resume=true", *other]) == 1
     assert (
         f"the newest run trained in epochs, {run.info.run_id}, has another config" in capsys.readouterr().err
@@ -286,15 +289,16 @@ def test_resume_refuses_other_data_at_the_same_path(
     [
         (
             "job.model.estimator=KNeighborsRegressor ~job.model.params",
-            "epochs: KNeighborsRegressor cannot learn in steps (it has no partial_fit and does not grow "
-            "with warm_start); estimators that can: ",
+            "job: epochs: KNeighborsRegressor cannot learn in steps (it has no partial_fit, does not grow "
+            "with warm_start and is no LightGBM or XGBoost booster); estimators that can: ",
         ),
         (
             "job.epochs.early_stopping.metric=mae",
-            "epochs.early_stopping.metric: 'mae' is not among job.metrics (rmse, r2)",
+            "job: epochs: early_stopping.metric 'mae' is not among job.metrics (rmse, r2)",
         ),
-        ("job.epochs.final=best", "epochs.final: best is the best checkpoint: set epochs.checkpoint"),
-        ("job.resume=true", "resume: a run continues from a checkpoint: set epochs.checkpoint"),
+        ("job.epochs.final=best", "job: epochs: final: best is the best checkpoint: set epochs.checkpoint"),
+        ("job.resume=true", "job: resume: a run continues from a checkpoint: set epochs.checkpoint"),
+        ("job.epochs.count=0", "job.epochs.count = 0: Input should be greater than or equal to 1"),
     ],
 )
 def test_a_config_in_epochs_that_cannot_work_is_refused_before_any_run(
@@ -304,7 +308,7 @@ def test_a_config_in_epochs_that_cannot_work_is_refused_before_any_run(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
     if "KNeighbors" in override:
-        assert "SGDRegressor" in err and "GradientBoostingRegressor" in err
+        assert "SGDRegressor" in err and "GradientBoostingRegressor" in err and "LGBMRegressor" in err
     assert not runs(tracking_uri)
 
 

@@ -85,7 +85,8 @@ def check_estimator_name(name: str, allow_import_paths: bool) -> None:
 
     A registered name imports nothing here. An import path is refused, without importing anything,
     unless ``allow_import_paths``; allowed, it is imported and must name a scikit-learn-compatible
-    estimator class (``fit`` and ``get_params``, checked on the class: no instance is made).
+    estimator class (``fit`` and ``get_params``) or a model of your own that trains in epochs
+    (``OWN_METHODS``), checked on the class: no instance is made.
     """
     if name in ESTIMATORS:
         return
@@ -116,12 +117,48 @@ def estimator_class(name: str) -> Any:
         raise ConfigurationError(f"import path {name!r} is not of the form 'package.module:Class'")
     module_name, _, class_name = name.partition(":")
     klass = _imported(module_name, class_name, name)
+    if isinstance(klass, type) and any(hasattr(klass, method) for method in _OWN_ONLY):
+        missing = missing_own_methods(klass)
+        if missing:
+            raise ConfigurationError(
+                f"{name!r} looks like a model of your own that trains in epochs, but lacks "
+                f"{', '.join(missing)}: it needs {', '.join(OWN_METHODS)} (load_state a classmethod; "
+                "see docs/iterative.md)"
+            )
+        return klass
     if not _is_estimator_class(klass):
         raise ConfigurationError(
             f"{name!r} is not a scikit-learn-compatible estimator: expected a class with fit and "
-            f"get_params methods, got {_describe(klass)}"
+            f"get_params methods, or a model of your own that trains in epochs, with "
+            f"{', '.join(OWN_METHODS)} (docs/iterative.md); got {_describe(klass)}"
         )
     return klass
+
+
+# A model of your own that trains in epochs (core/own_models.py): what its class must have.
+OWN_METHODS = ("fit_epoch", "predict", "save_state", "load_state")
+_OWN_ONLY = ("fit_epoch", "save_state", "load_state")
+
+
+def missing_own_methods(klass: type) -> list[str]:
+    """The methods of a model of your own that ``klass`` lacks (load_state must be a classmethod)."""
+    missing = [method for method in OWN_METHODS if not callable(getattr(klass, method, None))]
+    load = klass.__dict__.get("load_state") or next(
+        (base.__dict__["load_state"] for base in klass.__mro__ if "load_state" in base.__dict__), None
+    )
+    if load is not None and not isinstance(load, classmethod | staticmethod):
+        missing.append("load_state as a classmethod")
+    return missing
+
+
+def is_own_model(klass: Any) -> bool:
+    """Whether ``klass`` is a model of your own that trains in epochs (has every ``OWN_METHODS``)."""
+    return isinstance(klass, type) and hasattr(klass, "fit_epoch") and not missing_own_methods(klass)
+
+
+def own_model_is_classifier(klass: type) -> bool:
+    """A model of your own is a classifier when it has ``predict_proba``."""
+    return callable(getattr(klass, "predict_proba", None))
 
 
 def _imported(module_name: str, class_name: str, name: str) -> Any:

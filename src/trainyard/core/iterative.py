@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainyard.core.component import Component
-from trainyard.core.estimators import ESTIMATORS, estimator_class
+from trainyard.core.estimators import ESTIMATORS, estimator_class, is_own_model
 from trainyard.core.metrics import Direction
 from trainyard.core.models import PREDICTION
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 PARTIAL_FIT = "partial_fit"
+BOOST = "boosting rounds"  # LightGBM and XGBoost: each epoch adds rounds to the booster fitted so far
+OWN = "fit_epoch"  # a model of your own (core/own_models.py): one fit_epoch call per epoch
+# the packages whose scikit-learn estimators continue a booster: the keyword of fit that takes it
+_BOOSTERS = {"lightgbm": "init_model", "xgboost": "xgb_model"}
 # scikit-learn ensembles that grow with warm_start: the class-name prefix, and the parameter that grows
 _GROWN = {
     "HistGradientBoosting": "max_iter",
@@ -46,18 +50,34 @@ class Checkpoint(Component):
     every: int = Field(1, ge=1, description="Epochs between checkpoints.")
     keep_last: int = Field(2, ge=1, description="The newest checkpoints kept; older ones are deleted.")
     keep_best: bool = Field(True, description="Also keep the checkpoint with the best validation metric.")
+    background: bool = Field(
+        True,
+        description="Write checkpoints (and the epochs' metrics) on a background thread while the next "
+        "epochs train, in order, joined before the job ends; false: in the training thread.",
+    )
 
 
-class Epochs(Component):
-    """Fit in epochs: partial_fit once per epoch, or a warm-started ensemble grown by ``grow``."""
+class TrialEpochs(Component):
+    """Fit in epochs: partial_fit once per epoch, a warm-started ensemble grown by ``grow``, boosting
+    rounds, or a model of your own's fit_epoch. In a tuning job, each trial's epochs (for pruning)."""
 
     count: int = Field(ge=1, description="Epochs to train (a resumed run may raise it).")
-    grow: int = Field(
-        10,
+    grow: int | None = Field(
+        None,
         ge=1,
-        description="For warm_start ensembles: trees (n_estimators) or boosting iterations (max_iter) "
-        "added per epoch; the model's own value of that parameter is replaced.",
+        description="Members added per epoch: for warm_start ensembles trees (n_estimators) or boosting "
+        "iterations (max_iter), default 10; for LightGBM and XGBoost boosting rounds, default 1. The "
+        "model's own n_estimators or max_iter is replaced.",
     )
+
+    def growth(self, how: str) -> int:
+        """Members an epoch adds for a model that learns ``how``: ``grow``, or its default."""
+        return self.grow if self.grow is not None else 1 if how == BOOST else 10
+
+
+class Epochs(TrialEpochs):
+    """A training job's epochs: with early stopping, checkpoints, and which model is saved at the end."""
+
     early_stopping: EarlyStopping | None = Field(None, description="Stop early (unset: all epochs).")
     checkpoint: Checkpoint | None = Field(None, description="Checkpoints (unset: none; resume needs them).")
     final: Literal["best", "last"] = Field(
@@ -72,10 +92,15 @@ class Epochs(Component):
 
 
 def how_it_learns(estimator: str) -> str | None:
-    """``partial_fit``, the parameter a warm start grows (``n_estimators``, ``max_iter``), or None."""
+    """``partial_fit``, the parameter a warm start grows (``n_estimators``, ``max_iter``), ``BOOST``
+    (LightGBM, XGBoost), ``OWN`` (a model of your own with ``fit_epoch``), or None."""
     klass = estimator_class(estimator)
+    if is_own_model(klass):
+        return OWN
     if callable(getattr(klass, PARTIAL_FIT, None)):
         return PARTIAL_FIT
+    if klass.__module__.split(".")[0] in _BOOSTERS:
+        return BOOST
     if klass.__module__.startswith("sklearn."):
         for prefix, parameter in _GROWN.items():
             if klass.__name__.startswith(prefix):
@@ -84,15 +109,38 @@ def how_it_learns(estimator: str) -> str | None:
 
 
 def estimators_in_steps() -> list[str]:
-    """The registered scikit-learn estimators that learn in steps (imports them: for error messages)."""
-    names = [name for name, module in ESTIMATORS.items() if module.startswith("sklearn.")]
+    """The registered estimators that learn in steps (imports them, not those of a missing extra:
+    for error messages)."""
+    import importlib.util
+
+    names = [name for name, module in ESTIMATORS.items() if importlib.util.find_spec(module) is not None]
     return sorted(name for name in names if how_it_learns(name) is not None)
+
+
+def check_learns_in_steps(estimator: str) -> None:
+    """Raise a ValueError (for pydantic, under ``epochs``) when ``estimator`` cannot learn in steps."""
+    if how_it_learns(estimator) is None:
+        raise ValueError(
+            f"epochs: {estimator} cannot learn in steps (it has no partial_fit, does not grow with "
+            "warm_start and is no LightGBM or XGBoost booster); estimators that can: "
+            f"{', '.join(estimators_in_steps())}, or a model of your own by import path (fit_epoch)"
+        )
+
+
+def own_needs_epochs(estimator: str) -> str:
+    """Why a model of your own without ``epochs`` is refused."""
+    return (
+        f"epochs: {estimator} is a model of your own that trains in epochs (fit_epoch): set "
+        "epochs: {count: N}"
+    )
 
 
 class EpochLearner:
     """A pipeline fitted an epoch at a time. The preprocessing is fitted once on the train rows (or
     comes fitted with a checkpoint); each epoch calls the estimator's ``partial_fit`` once on all
-    train rows, or grows a warm-started ensemble to ``grow * epoch`` members and fits it."""
+    train rows, grows a warm-started ensemble to ``grow * epoch`` members and fits it, fits ``grow``
+    more boosting rounds onto the booster fitted so far (LightGBM's ``init_model``, XGBoost's
+    ``xgb_model``: a checkpoint's booster continues the same way), or calls ``fit_epoch`` once."""
 
     def __init__(self, pipeline: Pipeline, how: str, grow: int, classes: list[Any] | None) -> None:
         self.pipeline = pipeline
@@ -124,6 +172,14 @@ class EpochLearner:
         if self.how == PARTIAL_FIT:
             extra = {"classes": self.classes} if self.classes is not None else {}
             self.estimator.partial_fit(features, target, **extra)
+        elif self.how == OWN:
+            self.estimator.fit_epoch(features, target)
+        elif self.how == BOOST:
+            estimator = self.estimator
+            keyword = _BOOSTERS[type(estimator).__module__.split(".")[0]]
+            booster = _booster(estimator) if estimator.__sklearn_is_fitted__() else None
+            estimator.set_params(n_estimators=self.grow)
+            estimator.fit(features, target, **{keyword: booster})
         else:
             self.estimator.set_params(warm_start=True, **{self.how: self.grow * number})
             self.estimator.fit(features, target)
@@ -145,6 +201,11 @@ class EpochLearner:
         if labels is None or classes == list(labels):
             return probas
         return pd.DataFrame(probas, columns=classes).reindex(columns=labels, fill_value=0.0).to_numpy()
+
+
+def _booster(estimator: Any) -> Any:
+    """The booster a fitted LightGBM or XGBoost estimator holds (its rounds so far)."""
+    return estimator.booster_ if hasattr(estimator, "booster_") else estimator.get_booster()
 
 
 def _target_vector(targets: pd.DataFrame) -> Any:

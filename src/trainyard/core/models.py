@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from trainyard.core.component import Component
-from trainyard.core.estimators import check_estimator_name, estimator_class
+from trainyard.core.estimators import (
+    check_estimator_name,
+    estimator_class,
+    is_own_model,
+    own_model_is_classifier,
+)
 from trainyard.errors import ConfigurationError, TrainingJobError
 
 if TYPE_CHECKING:
@@ -155,7 +160,10 @@ class SklearnModel(Model):
     def is_classifier(self) -> bool:
         from sklearn.base import is_classifier
 
-        return bool(is_classifier(estimator_class(self.estimator)()))
+        klass = estimator_class(self.estimator)
+        if is_own_model(klass):
+            return own_model_is_classifier(klass)
+        return bool(is_classifier(klass()))
 
     def _fitted(self) -> Pipeline:
         if self._pipeline is None:
@@ -202,6 +210,10 @@ class SklearnModel(Model):
         ):
             params.setdefault("categorical_features", [True] * len(self.categorical) + [False] * len(numeric))
         estimator = estimator_class(self.estimator)(**params)
+        if is_own_model(type(estimator)):
+            from trainyard.core.own_models import wrapped
+
+            estimator = wrapped(estimator)
         if transformers == [("numeric", "passthrough", numeric)]:
             return Pipeline([("estimator", estimator)])  # nothing to transform: about 3 ms a fit saved
         preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
 import re
 import sys
 import time
@@ -187,10 +188,17 @@ class Job(Component, abc.ABC):
         return RunRecord(text, params, tags, source)
 
     @contextmanager
-    def tracked_run(self, tags: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[Any]:
+    def tracked_run(
+        self,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
+        system_metrics: float | None = None,
+    ) -> Iterator[Any]:
         """An MLflow run that ends FINISHED, FAILED (error recorded) or KILLED; never left RUNNING.
 
-        ``run_id``: reopen that run (a resumed training) rather than start one."""
+        ``run_id``: reopen that run (a resumed training) rather than start one. ``system_metrics``:
+        MLflow samples CPU, memory, disk and network every that many seconds into the run (``system/``
+        metrics; a reopened run continues their steps), until the run ends."""
         import mlflow
 
         try:
@@ -200,7 +208,9 @@ class Job(Component, abc.ABC):
         except BaseException as error:
             self.announce_failure(error, "the MLflow run could not start")
             raise
-        run = mlflow.start_run(run_id=run_id)  # the active run of this thread, for the job's steps
+        # the active run of this thread, for the job's steps
+        with _system_metrics_interval(system_metrics):
+            run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics is not None)
         self.notify("run", run_id=run_id)
         status = "FAILED"
         try:
@@ -267,6 +277,27 @@ class Job(Component, abc.ABC):
             table.add_row(key, value)
         console.print(table)
         notify_all(self.alerts, title, "\n".join(f"{key}: {value}" for key, value in summary.items()))
+
+
+_INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
+
+
+@contextmanager
+def _system_metrics_interval(seconds: float | None) -> Iterator[None]:
+    """MLflow's system metrics monitor reads its interval from the environment when a run starts:
+    set it for that moment only (another job of the process, a service's worker, has its own)."""
+    if seconds is None:
+        yield
+        return
+    previous = os.environ.get(_INTERVAL_VARIABLE)
+    os.environ[_INTERVAL_VARIABLE] = str(seconds)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_INTERVAL_VARIABLE, None)
+        else:
+            os.environ[_INTERVAL_VARIABLE] = previous
 
 
 def ending_status(error: BaseException) -> str:

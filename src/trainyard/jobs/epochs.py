@@ -3,7 +3,6 @@ old checkpoints, stop early; and continue a resumed run where its last checkpoin
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,15 +11,9 @@ from trainyard.core.iterative import Best, EpochLearner, Epochs, checkpoints_to_
 from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.errors import TrainingJobError
-from trainyard.io.logging import get_logger
+from trainyard.io.checkpoints import EpochWriter
 from trainyard.io.savers import SklearnSaver
-from trainyard.records import (
-    BEST_EPOCH_TAG,
-    CHECKPOINT_EPOCH_TAG,
-    EPOCHS_DONE_TAG,
-    FINAL_EPOCH_TAG,
-    STOPPED_EPOCH_TAG,
-)
+from trainyard.records import BEST_EPOCH_TAG, FINAL_EPOCH_TAG, STOPPED_EPOCH_TAG
 from trainyard.runtime.cancellation import Cancellation
 
 if TYPE_CHECKING:
@@ -31,7 +24,6 @@ if TYPE_CHECKING:
     from trainyard.core.signers import SignerKind
     from trainyard.jobs.resuming import Resumption
 
-CHECKPOINT_NAME = "checkpoint"
 TRAIN_PREFIX = "train_"
 
 
@@ -65,7 +57,8 @@ class Outcome:
 
 
 class EpochTraining:
-    """Trains ``model`` for ``epochs`` into the MLflow run ``run_id``.
+    """Trains ``model`` for ``epochs`` into the MLflow run ``run_id``; its writes go through an
+    ``EpochWriter`` (io/checkpoints.py), on a background thread unless ``background`` is False.
 
     Every epoch logs each metric on the validation rows (``rmse``) and on the train rows
     (``train_rmse``), and ``epoch_time``, at ``step=epoch`` (from 1), with the epochs done as a tag,
@@ -82,6 +75,7 @@ class EpochTraining:
         signer: SignerKind,
         cancellation: Cancellation,
         run_id: str,
+        background: bool = True,
     ) -> None:
         self.epochs = epochs
         self.metrics = metrics
@@ -95,8 +89,9 @@ class EpochTraining:
         self.stopping = Best(self.monitored.direction, stopping.min_delta) if stopping else None
         self.best = Best(self.monitored.direction)  # among the checkpoints
         self.overall = Best(self.monitored.direction)  # among all epochs
-        self.checkpoints: dict[int, str] = {}  # epoch -> logged model id
-        self._best_copy: tuple[int, Pipeline] | None = None
+        self._checkpointed: list[int] = []  # the epochs of the checkpoints kept
+        self._best_copy: tuple[int, bytes] | None = None  # the best checkpoint's model, pickled
+        self.background = background
         self._signature: ModelSignature | None = None
         self._labels: list[Any] | None = None
 
@@ -104,21 +99,49 @@ class EpochTraining:
         self, model: SklearnModel, rows: Rows, targets: pd.DataFrame, resumed: Resumption | None
     ) -> Outcome:
         """Run the epochs (from 1, or after ``resumed``'s checkpoint); ``targets``: all of them, for
-        the classes of a classifier and of probability metrics."""
+        the classes of a classifier and of probability metrics. Every write is done when it returns
+        (or raises)."""
         how = how_it_learns(model.estimator)
         assert how is not None  # the job's validation refused other estimators
         classes = class_labels(targets) if model.is_classifier else None
         self._labels = classes if any(m.needs_proba for m in self.metrics) else None
         if resumed is None:
-            learner = EpochLearner(model.build(rows.inputs_train), how, self.epochs.grow, classes)
+            learner = EpochLearner(model.build(rows.inputs_train), how, self.epochs.growth(how), classes)
             learner.fit_preprocessing(rows.inputs_train)
             first, quiet_until = 1, 0
         else:
             learner = EpochLearner(
-                _load(resumed.checkpoints[resumed.checkpoint]), how, self.epochs.grow, classes
+                _load(resumed.checkpoints[resumed.checkpoint]), how, self.epochs.growth(how), classes
             )
             self._replay(resumed)
             first, quiet_until = resumed.checkpoint + 1, resumed.logged_up_to
+
+        def signature() -> ModelSignature:  # made once, from the first checkpoint's model
+            if self._signature is None:
+                self._signature = self.signer.sign(rows.inputs_train, learner.predict(rows.inputs_valid))
+            return self._signature
+
+        writer = EpochWriter(
+            self.run_id, self.saver, signature, resumed.checkpoints if resumed else None, self.background
+        )
+        try:
+            last, stopped, fit_time, deleted = self._loop(writer, learner, model, rows, first, quiet_until)
+            writer.join()  # every checkpoint is written before the final model is chosen
+            return self._finish(learner, writer.checkpoints, last, stopped, fit_time, deleted)
+        finally:
+            writer.close()  # after a failure too: what the epochs asked is written, never half
+
+    def _loop(
+        self,
+        writer: EpochWriter,
+        learner: EpochLearner,
+        model: SklearnModel,
+        rows: Rows,
+        first: int,
+        quiet_until: int,
+    ) -> tuple[int, int | None, float, list[int]]:
+        """The epochs from ``first``: the last one, the one it stopped early at, the fit time, and
+        the checkpoints deleted."""
         fit_time, epoch, stopped, deleted = 0.0, first - 1, None, []
         for epoch in range(first, self.epochs.count + 1):
             self.cancellation.check()
@@ -131,28 +154,29 @@ class EpochTraining:
             fit_time += seconds
             valid = self._scores(learner, rows.inputs_valid, rows.targets_valid)
             train = self._scores(learner, rows.inputs_train, rows.targets_train)
-            model_id = None
-            if self._checkpoint_due(epoch):
-                model_id = self._save_checkpoint(learner, rows, epoch)
+            due = self._checkpoint_due(epoch)
+            payload = writer.checkpoint(epoch, learner.pipeline) if due else None
             if epoch > quiet_until:  # an epoch a killed process logged already is not logged twice
-                metrics = {**valid, **{TRAIN_PREFIX + k: v for k, v in train.items()}, "epoch_time": seconds}
-                self._log(epoch, metrics, model_id)
-            if model_id is not None:
+                writer.log(
+                    epoch, {**valid, **{TRAIN_PREFIX + k: v for k, v in train.items()}, "epoch_time": seconds}
+                )
+            if payload is not None:
+                self._checkpointed.append(epoch)
                 if self.best.update(epoch, valid[self.monitored.name]):
-                    self._best_copy = (epoch, copy.deepcopy(learner.pipeline))
-                deleted += self._prune()
+                    self._best_copy = (epoch, payload)
+                deleted += self._prune(writer)
             self.overall.update(epoch, valid[self.monitored.name])
             if self.stopping is not None and self.epochs.early_stopping is not None:
                 self.stopping.update(epoch, valid[self.monitored.name])
                 if self.stopping.since >= self.epochs.early_stopping.patience:
                     stopped = epoch
                     break
-        return self._finish(learner, epoch, stopped, fit_time, deleted)
+        return epoch, stopped, fit_time, deleted
 
     def _replay(self, resumed: Resumption) -> None:
         """Restore the early-stopping and best-checkpoint state from the epochs logged up to the
         checkpoint resumed from."""
-        self.checkpoints = dict(resumed.checkpoints)
+        self._checkpointed = sorted(resumed.checkpoints)
         for epoch in range(1, resumed.checkpoint + 1):
             score = resumed.history.get(epoch)
             if score is None:
@@ -160,7 +184,7 @@ class EpochTraining:
             self.overall.update(epoch, score)
             if self.stopping is not None:
                 self.stopping.update(epoch, score)
-            if epoch in self.checkpoints:
+            if epoch in resumed.checkpoints:
                 self.best.update(epoch, score)
 
     def _checkpoint_due(self, epoch: int) -> bool:
@@ -172,53 +196,26 @@ class EpochTraining:
         probas = learner.predict_proba(inputs, self._labels) if self._labels is not None else None
         return {m.name: m.score(targets, outputs, probas, self._labels) for m in self.metrics}
 
-    def _log(self, epoch: int, metrics: dict[str, float], model_id: str | None) -> None:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric as MlflowMetric
-        from mlflow.entities import RunTag
-
-        now = int(time.time() * 1000)
-        MlflowClient().log_batch(
-            self.run_id,
-            metrics=[MlflowMetric(k, v, now, epoch, model_id=model_id) for k, v in metrics.items()],
-            tags=[RunTag(EPOCHS_DONE_TAG, str(epoch))],
-        )
-
-    def _save_checkpoint(self, learner: EpochLearner, rows: Rows, epoch: int) -> str:
-        if self._signature is None:
-            self._signature = self.signer.sign(rows.inputs_train, learner.predict(rows.inputs_valid))
-        info = self.saver.save(
-            learner.pipeline,
-            self._signature,
-            rows.inputs_train,
-            name=CHECKPOINT_NAME,
-            step=epoch,
-            tags={CHECKPOINT_EPOCH_TAG: str(epoch)},
-        )
-        assert info.model_id is not None  # MLflow 3 logs a model as a logged model
-        self.checkpoints[epoch] = info.model_id
-        return info.model_id
-
-    def _prune(self) -> list[int]:
+    def _prune(self, writer: EpochWriter) -> list[int]:
         """Delete the checkpoints no longer kept (the last ``keep_last`` and the best stay)."""
-        from mlflow import MlflowClient
-
         checkpoint = self.epochs.checkpoint
         assert checkpoint is not None
         best = self.best.epoch if checkpoint.keep_best else None
-        gone = checkpoints_to_delete(self.checkpoints, checkpoint.keep_last, best)
-        client = MlflowClient()
-        for epoch in gone:
-            model_id = self.checkpoints.pop(epoch)
-            client.delete_logged_model(model_id)
-            get_logger().info(
-                "deleted the checkpoint of epoch %d (%s): not among those kept", epoch, model_id
-            )
+        gone = checkpoints_to_delete(self._checkpointed, checkpoint.keep_last, best)
+        self._checkpointed = [epoch for epoch in self._checkpointed if epoch not in gone]
+        writer.delete(gone)
         return gone
 
     def _finish(
-        self, learner: EpochLearner, last: int, stopped: int | None, fit_time: float, deleted: list[int]
+        self,
+        learner: EpochLearner,
+        checkpoints: dict[int, str],
+        last: int,
+        stopped: int | None,
+        fit_time: float,
+        deleted: list[int],
     ) -> Outcome:
+        import cloudpickle
         from mlflow import MlflowClient
         from mlflow.entities import RunTag
 
@@ -226,9 +223,9 @@ class EpochTraining:
         if self.epochs.final == "best" and self.best.epoch is not None:
             final_epoch = self.best.epoch
             if self._best_copy is not None and self._best_copy[0] == final_epoch:
-                pipeline = self._best_copy[1]
+                pipeline = cloudpickle.loads(self._best_copy[1])
             else:  # saved by the process this run resumes
-                pipeline = _load(self.checkpoints[final_epoch])
+                pipeline = _load(checkpoints[final_epoch])
         best = self.overall.epoch
         tags = {FINAL_EPOCH_TAG: str(final_epoch)}
         if best is not None:

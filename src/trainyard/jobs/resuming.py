@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainyard.errors import ConfigurationError, ResourceNotFoundError
+from trainyard.io.checkpoints import CHECKPOINT_NAME
 from trainyard.io.logging import get_logger
 from trainyard.io.tracking import LoggedConfigError, logged_config
-from trainyard.jobs.epochs import CHECKPOINT_NAME
 from trainyard.records import (
     CHECKPOINT_EPOCH_TAG,
     EPOCHS_DONE_TAG,
@@ -31,7 +31,12 @@ from trainyard.records import (
 )
 
 # What a resume may change: the rest of the config must be the run's.
-RESUMABLE_FIELDS = ("job.epochs.count", "job.resume")
+RESUMABLE_FIELDS = (
+    "job.epochs.count",
+    "job.epochs.checkpoint.background",
+    "job.resume",
+    "job.system_metrics",
+)
 _UNFINISHED = {"RUNNING", "KILLED", "FAILED"}
 _SHOWN = 5
 

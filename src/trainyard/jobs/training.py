@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainyard.core.estimators import is_import_path
-from trainyard.core.iterative import Epochs, estimators_in_steps, how_it_learns
+from trainyard.core.iterative import OWN, Epochs, check_learns_in_steps, how_it_learns, own_needs_epochs
 from trainyard.core.metrics import class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.core.signers import InferSigner, SignerKind
@@ -53,14 +53,28 @@ class TrainingJob(SupervisedJob):
     epochs: Epochs | None = Field(
         None,
         description="Train in epochs, logging learning curves (unset: one fit). For estimators with "
-        "partial_fit (SGD, MLP, Perceptron, GaussianNB) or that grow with warm_start (forests, "
-        "gradient boosting). See docs/iterative.md.",
+        "partial_fit (SGD, MLP, Perceptron, GaussianNB), that grow with warm_start (forests, "
+        "gradient boosting), LightGBM and XGBoost (boosting rounds), or a model of your own by import "
+        "path (fit_epoch). See docs/iterative.md.",
     )
     resume: bool | str = Field(
         False,
         description="Continue a run trained in epochs that did not finish them, in the same MLflow run: "
         "true for the newest one of this config, or its run id (needs epochs.checkpoint).",
     )
+
+    system_metrics: bool | float = Field(
+        False,
+        description="Log MLflow's system metrics (CPU, memory, disk, network; system/...) on the run "
+        "while it trains: true samples them every 10 s, a number every that many seconds.",
+    )
+
+    @field_validator("system_metrics", mode="before")
+    @classmethod
+    def _switch_or_interval(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int | float) and value > 0):
+            return value
+        raise ValueError("expected true, false, or the seconds between samples (a number above 0)")
 
     @field_validator("splitter")
     @classmethod
@@ -81,21 +95,19 @@ class TrainingJob(SupervisedJob):
         if epochs is None:
             if self.resume is not False:
                 raise ValueError("resume: only a training in epochs resumes; set epochs with a checkpoint")
+            if how_it_learns(self.model.estimator) == OWN:
+                raise ValueError(own_needs_epochs(self.model.estimator))
             return self
-        if how_it_learns(self.model.estimator) is None:
-            raise ValueError(
-                f"epochs: {self.model.estimator} cannot learn in steps (it has no partial_fit and does not "
-                f"grow with warm_start); estimators that can: {', '.join(estimators_in_steps())}"
-            )
+        check_learns_in_steps(self.model.estimator)
         names = [metric.name for metric in self.metrics]
         if epochs.early_stopping is not None and epochs.early_stopping.metric not in names:
             raise ValueError(
-                f"epochs.early_stopping.metric: {epochs.early_stopping.metric!r} is not among job.metrics "
+                f"epochs: early_stopping.metric {epochs.early_stopping.metric!r} is not among job.metrics "
                 f"({', '.join(names)})"
             )
         if epochs.final == "best" and (epochs.checkpoint is None or not epochs.checkpoint.keep_best):
             raise ValueError(
-                "epochs.final: best is the best checkpoint: set epochs.checkpoint with keep_best"
+                "epochs: final: best is the best checkpoint: set epochs.checkpoint with keep_best"
             )
         if self.resume is not False and epochs.checkpoint is None:
             raise ValueError("resume: a run continues from a checkpoint: set epochs.checkpoint")
@@ -107,7 +119,17 @@ class TrainingJob(SupervisedJob):
         resumed = self.find_resumed()
         tags = self.epoch_tags(resumed)
         run_id = resumed.run_id if resumed else None
-        with self.tracked_run(tags, run_id) as run, NativeThreads(self.threads, unit="fit"):
+        every = (
+            None
+            if self.system_metrics is False
+            else 10.0
+            if self.system_metrics is True
+            else self.system_metrics
+        )
+        with (
+            self.tracked_run(tags, run_id, every) as run,
+            NativeThreads(self.threads, unit="fit"),
+        ):
             model = self.model
             if model.params_from is not None:
                 with self.step("take tuned parameters") as step:
@@ -137,8 +159,15 @@ class TrainingJob(SupervisedJob):
             else:
                 with self.step("fit in epochs") as step:
                     rows = Rows(inputs_train, targets_train, inputs_test, targets_test)
+                    background = self.epochs.checkpoint is None or self.epochs.checkpoint.background
                     training = EpochTraining(
-                        self.epochs, self.metrics, self.saver, self.signer, self.cancellation, run.info.run_id
+                        self.epochs,
+                        self.metrics,
+                        self.saver,
+                        self.signer,
+                        self.cancellation,
+                        run.info.run_id,
+                        background,
                     )
                     outcome = training.train(model, rows, targets, resumed)
                     model = model.with_pipeline(outcome.pipeline)

@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from trainyard.core.iterative import (
+    OWN,
+    EpochLearner,
+    TrialEpochs,
+    check_learns_in_steps,
+    how_it_learns,
+    own_needs_epochs,
+)
 from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.splitters import KFoldSplitter, SplitterKind
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
@@ -87,6 +95,13 @@ class TuningJob(SupervisedJob):
         "workers of the study on this host), at least 1.",
     )
 
+    epochs: TrialEpochs | None = Field(
+        None,
+        description="Train each trial's model in epochs on every fold, reporting the folds' mean "
+        "validation score after each epoch, so that the pruner can stop a bad trial mid-training; the "
+        "trial's score is its last epoch's (unset: one fit per fold). See docs/iterative.md.",
+    )
+
     _opened: tuple[Any, Any] | None = PrivateAttr(None)  # the study and its MLflow writer
 
     @field_validator("best_by")
@@ -114,6 +129,10 @@ class TuningJob(SupervisedJob):
                 f"valid: {', '.join(sorted(self.model.parameter_names()))}"
             )
         check_space(self.model, self.searcher.space, at=("searcher", "space"))
+        if self.epochs is not None:
+            check_learns_in_steps(self.model.estimator)
+        elif how_it_learns(self.model.estimator) == OWN:
+            raise ValueError(own_needs_epochs(self.model.estimator))
         return self
 
     @property
@@ -136,6 +155,8 @@ class TuningJob(SupervisedJob):
         }
         for budget in ("n_trials", "timeout", "n_jobs"):
             searched["searcher"].pop(budget, None)
+        if self.epochs is not None:  # only then: the names of studies without epochs stay
+            searched["epochs"] = _explicit(self.epochs)
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.mlflow.experiment}-{digest}"
 
@@ -321,7 +342,9 @@ class TuningJob(SupervisedJob):
             NativeThreads(
                 self.threads, executor.at_once, elsewhere=partial(running_on_this_host, study)
             ) as threads,
-            TrialProgress(study, budget, self.objective, self.metrics) as progress,
+            TrialProgress(
+                study, budget, self.objective, self.metrics, "epoch" if self.epochs else "fold"
+            ) as progress,
             self.cancellation.graceful(stop),
         ):
 
@@ -425,50 +448,123 @@ class _Objective:
         self.folds = _FoldSlices(inputs, targets, folds)
         # every class, for the probabilities and scores of folds that lack one
         self.labels = class_labels(targets) if any(m.needs_proba for m in job.metrics) else None
+        self.classes = class_labels(targets) if job.epochs is not None and job.model.is_classifier else None
         self.dimensions = job.searcher.dimensions
         # The journal storage names the worker in the record that creates a trial; a database does not.
         self.names_worker = "://" in job.study.location(job.mlflow.resolved_tracking_uri)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        import time
-
         import numpy as np
         import optuna
 
         if self.names_worker:
             trial.set_user_attr(WORKER_ATTR, worker_token())
         metrics = self.job.metrics
-        pruning = self.job.searcher.pruner is not None
         scores: dict[str, list[float]] = {m.name: [] for m in metrics}
-        fit_time = 0.0
+        timing = {"fit_time": 0.0}
+        curves: dict[str, list[float]] | None = None
         threads: int | None = None
         try:
             params = {name: _suggest(trial, name, dimension) for name, dimension in self.dimensions.items()}
             model: Model = self.job.model.model_copy(update={"params": {**self.job.model.params, **params}})
-            for fold, (train_inputs, train_targets, test_inputs, test_targets) in enumerate(self.folds):
-                if self.threads is not None:  # in the trial's own thread: OpenMP's limit is per thread
-                    threads = self.threads.before_fit()
-                start = time.perf_counter()
-                model.fit(train_inputs, train_targets)
-                fit_time += time.perf_counter() - start
-                outputs = model.predict(test_inputs)
-                probas = model.predict_proba(test_inputs, self.labels) if self.labels is not None else None
-                for metric in metrics:
-                    scores[metric.name].append(metric.score(test_targets, outputs, probas, self.labels))
-                if pruning:
-                    trial.report(float(np.mean(scores[metrics[0].name])), fold)
-                    if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned after fold {fold}")
+            if self.job.epochs is not None:
+                curves = {m.name: [] for m in metrics}
+                threads = self._in_epochs(trial, model, scores, curves, timing)
+            else:
+                threads = self._in_folds(trial, model, scores, timing)
         except (optuna.TrialPruned, KeyboardInterrupt):
             raise
         except Exception as error:
             trial.set_user_attr(ERROR_ATTR, f"{type(error).__name__}: {error}"[:2000])
             raise
         finally:  # one storage write per trial, whatever its end (each write costs about 1 ms)
-            folds = {"scores": scores, "fit_time": fit_time}
+            folds: dict[str, Any] = {"scores": scores, "fit_time": timing["fit_time"]}
+            if curves is not None:  # the folds' mean of each metric after each epoch
+                folds["epochs"] = curves
             trial.set_user_attr(FOLDS_ATTR, folds if threads is None else {**folds, "threads": threads})
         means = [float(np.mean(scores[m.name])) for m in metrics]
         return means[0] if len(means) == 1 else means
+
+    def _in_folds(
+        self, trial: optuna.Trial, model: Model, scores: dict[str, list[float]], timing: dict[str, float]
+    ) -> int | None:
+        """Fit once per fold, scoring it (reported per fold for the pruner); the native threads used."""
+        import time
+
+        import numpy as np
+        import optuna
+
+        metrics = self.job.metrics
+        threads = None
+        for fold, (train_inputs, train_targets, test_inputs, test_targets) in enumerate(self.folds):
+            if self.threads is not None:  # in the trial's own thread: OpenMP's limit is per thread
+                threads = self.threads.before_fit()
+            start = time.perf_counter()
+            model.fit(train_inputs, train_targets)
+            timing["fit_time"] += time.perf_counter() - start
+            outputs = model.predict(test_inputs)
+            probas = model.predict_proba(test_inputs, self.labels) if self.labels is not None else None
+            for metric in metrics:
+                scores[metric.name].append(metric.score(test_targets, outputs, probas, self.labels))
+            if self.job.searcher.pruner is not None:
+                trial.report(float(np.mean(scores[metrics[0].name])), fold)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after fold {fold}")
+        return threads
+
+    def _in_epochs(
+        self,
+        trial: optuna.Trial,
+        model: Model,
+        scores: dict[str, list[float]],
+        curves: dict[str, list[float]],
+        timing: dict[str, float],
+    ) -> int | None:
+        """Train one learner per fold an epoch at a time; after each epoch report the folds' mean of
+        the first metric at step ``epoch`` (from 1) for the pruner. ``scores``: the last epoch's per
+        fold; ``curves``: every metric's folds' mean per epoch. The native threads used."""
+        import time
+
+        import numpy as np
+        import optuna
+
+        from trainyard.core.models import SklearnModel
+
+        epochs = self.job.epochs
+        assert epochs is not None and isinstance(model, SklearnModel)
+        how = how_it_learns(model.estimator)
+        assert how is not None  # the job's validation refused others
+        classes = self.classes if model.is_classifier else None
+        folds = list(self.folds)
+        learners = []
+        for train_inputs, *_ in folds:
+            learner = EpochLearner(model.build(train_inputs), how, epochs.growth(how), classes)
+            learner.fit_preprocessing(train_inputs)
+            learners.append(learner)
+        threads = None
+        metrics = self.job.metrics
+        for epoch in range(1, epochs.count + 1):
+            if self.threads is not None:
+                threads = self.threads.before_fit()
+            for name in scores:
+                scores[name].clear()
+            for learner, (train_inputs, train_targets, test_inputs, test_targets) in zip(
+                learners, folds, strict=True
+            ):
+                start = time.perf_counter()
+                learner.epoch(epoch, train_inputs, train_targets)
+                timing["fit_time"] += time.perf_counter() - start
+                outputs = learner.predict(test_inputs)
+                probas = learner.predict_proba(test_inputs, self.labels) if self.labels is not None else None
+                for metric in metrics:
+                    scores[metric.name].append(metric.score(test_targets, outputs, probas, self.labels))
+            for metric in metrics:
+                curves[metric.name].append(float(np.mean(scores[metric.name])))
+            if self.job.searcher.pruner is not None:
+                trial.report(curves[metrics[0].name][-1], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        return threads
 
 
 class _FoldSlices:

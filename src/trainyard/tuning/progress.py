@@ -21,9 +21,15 @@ class TrialProgress:
     """A rich progress bar on a terminal; one log line per trial elsewhere (CI, files, services)."""
 
     def __init__(
-        self, study: optuna.Study, budget: int | None, objective: Metric, metrics: list[Metric]
+        self,
+        study: optuna.Study,
+        budget: int | None,
+        objective: Metric,
+        metrics: list[Metric],
+        step: str = "fold",
     ) -> None:
         self.study = study
+        self.step = step  # what a trial reports its intermediate values after: a fold, an epoch
         self.budget = budget
         self.objective = objective
         self.index = [m.name for m in metrics].index(objective.name)
@@ -66,7 +72,7 @@ class TrialProgress:
         else:
             value = f" {self.objective.name}={trial.values[self.index]:.4g}" if trial.values else ""
             if trial.state.name == "PRUNED":  # its value is a partial mean, not comparable to the best
-                value = f" after {len(trial.intermediate_values)} fold(s)"
+                value = f" after {len(trial.intermediate_values)} {self.step}(s)"
             if ERROR_ATTR in trial.user_attrs:
                 value = f": {trial.user_attrs['error']}"
             get_logger().info(

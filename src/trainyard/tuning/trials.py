@@ -15,6 +15,7 @@ from trainyard.records import (
     ERROR_TAG,
     FOLDS_ATTR,
     NATIVE_THREADS_TAG,
+    PRUNED_EPOCH_TAG,
     STATE_TAG,
     STUDY_TAG,
     TRIAL_TAG,
@@ -72,6 +73,9 @@ class TrialLogger:
         threads = (trial.user_attrs.get(FOLDS_ATTR) or {}).get("threads")
         if threads is not None:  # the native threads its fits used (job.threads)
             tags[NATIVE_THREADS_TAG] = str(threads)
+        curves = (trial.user_attrs.get(FOLDS_ATTR) or {}).get("epochs")
+        if curves and trial.state.name == "PRUNED":  # the epoch after which the pruner stopped it
+            tags[PRUNED_EPOCH_TAG] = str(max(len(curve) for curve in curves.values()))
         if ERROR_ATTR in trial.user_attrs:
             tags[ERROR_TAG] = str(trial.user_attrs[ERROR_ATTR])[:5000]
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags)
@@ -94,6 +98,8 @@ class TrialLogger:
             if scores:
                 metrics.append(MlflowMetric(f"{name}_mean", float(np.mean(scores)), end, 0))
                 metrics.append(MlflowMetric(f"{name}_std", float(np.std(scores)), end, 0))
+        for name, curve in (folds.get("epochs") or {}).items():  # a learning curve: the folds' mean
+            metrics += [MlflowMetric(f"{name}_epoch", float(v), end, step) for step, v in enumerate(curve, 1)]
         if "fit_time" in folds:
             metrics.append(MlflowMetric("fit_time", float(folds["fit_time"]), end, 0))
         params = [Param(key, str(value)[:500]) for key, value in trial.params.items()]
