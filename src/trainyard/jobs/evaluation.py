@@ -9,8 +9,10 @@ they cannot be proven unseen (lifecycle/heldout.py).
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, TypeAdapter
@@ -197,11 +199,13 @@ class EvaluationJob(Job):
             made = diagnostic_figures(
                 rows.targets.iloc[:, 0], outputs[PREDICTION], probas, labels, classifier, candidate.label
             )
-            for file, make in made.items():
-                figure = make()
-                mlflow.log_figure(figure, f"plots/{folder}/{file}")  # the evaluation's run
-                if fresh:
-                    client.log_figure(candidate.run_id, figure, f"test_plots/{file}")
+            with tempfile.TemporaryDirectory(prefix="trainyard-figures-") as drawn:
+                for file, make in made.items():
+                    path = Path(drawn) / file
+                    make().savefig(path)  # drawn once (most of the time), logged into both runs
+                    mlflow.log_artifact(str(path), f"plots/{folder}")  # the evaluation's run
+                    if fresh:
+                        client.log_artifact(candidate.run_id, str(path), "test_plots")
         return {
             "candidate": candidate.label,
             "run_id": candidate.run_id,
