@@ -21,7 +21,7 @@ def test_reopening_migrates_and_keeps_the_jobs(tmp_path: Path) -> None:
     kept = again.get(job.id)
     assert kept is not None and kept.config == {"job": {"KIND": "training"}} and kept.max_retries == 2
     with again.engine.connect() as connection:
-        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar() == "0001"
+        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar() == "0002"
 
 
 def test_a_relative_sqlite_store_is_in_the_working_folder(tmp_path: Path, monkeypatch) -> None:

@@ -7,6 +7,11 @@ heartbeats the running jobs, and stops a job whose cancellation was asked or who
 passed: SIGTERM first (the child's handler asks the job's cancellation, and its run ends KILLED),
 SIGKILL after ``grace_s``. A child that dies never takes the service with it: its job is failed with
 the reason (or queued again while ``max_retries`` allows) and its MLflow run ended.
+
+The store knows each running job's service (``worker``, heartbeated) and its child (``process``). A
+service started after another one died recovers the dead one's jobs once their children are gone too
+(a child sees its service die and stops its job, or records the end it reached): never while a child
+may still write its run, so that a job retried is never run twice at once.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from trainyard.io.logging import get_logger
-from trainyard.records import SERVICE_JOB_TAG, token_alive, token_host, worker_token
+from trainyard.records import SERVICE_JOB_TAG, process_token, token_alive, token_host, worker_token
 from trainyard.runtime.processes import usable_cores
+from trainyard.service.progress import advance, completed
 from trainyard.service.store import CANCELLED, COMPLETED, FAILED, JobRecord, Store
 
 PRELOAD = ["trainyard.service.child"]
@@ -148,7 +154,7 @@ class WorkerPool:
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=run_job,
-            args=(job.id, job.config, str(self.log_path(job.id)), child_end),
+            args=(job.id, job.config, str(self.log_path(job.id)), child_end, self.store.url, job.attempts),
             name=f"trainyard-job-{job.id[:8]}",
             daemon=False,
         )
@@ -160,6 +166,8 @@ class WorkerPool:
         finally:
             child_end.close()
         self._running[job.id] = _Running(job, process, parent_end, time.monotonic())
+        if process.pid is not None:
+            self.store.set_process(job.id, job.attempts, process_token(process.pid))
 
     def _collect(self) -> None:
         """Read what the children said, and end the jobs whose child exited."""
@@ -190,24 +198,15 @@ class WorkerPool:
     def _handle(self, entry: _Running, message: tuple[Any, ...]) -> None:
         kind = message[0]
         job_id = entry.job.id
-        if kind == "step":
-            _, title, state, _seconds = message
-            progress = entry.progress
-            if state == "started":
-                progress["step"] = title
-                self.store.step(job_id, title, dict(progress))
-            elif state == "ended":
-                progress["steps_done"] = progress.get("steps_done", 0) + 1
-                self.store.update(job_id, progress=dict(progress))
+        if kind in ("step", "trial"):
+            started = advance(entry.progress, message)
+            if started is not None:
+                self.store.step(job_id, started, dict(entry.progress))
+            else:
+                self.store.update(job_id, progress=dict(entry.progress))
         elif kind == "run":
             entry.run_id = message[1]
             self.store.update(job_id, run_id=entry.run_id)  # at once: a dead job's run can be ended
-        elif kind == "trial":
-            _, done, budget, best = message
-            entry.progress.update(trials_done=done, trials_budget=budget, best=best)
-            if budget:
-                entry.progress["percent"] = round(min(100.0, 100.0 * done / budget), 1)
-            self.store.update(job_id, progress=dict(entry.progress))
         elif kind == "end":
             entry.ended = message
 
@@ -243,8 +242,10 @@ class WorkerPool:
             ended[1:] if ended is not None else (None, None, None, {}, None, None)
         )
         run_id = run_id or entry.run_id
-        done = {"metrics": metrics or {}, "model_version": version, "run_id": run_id}
+        done = {"metrics": metrics or {}, "model_version": version, "run_id": run_id, "attempt": job.attempts}
         progress = {**entry.progress}
+        if entry.killed or ended is None or entry.stop_reason:  # before a retry can start another run
+            end_mlflow_runs(job, "KILLED" if entry.stop_reason else "FAILED")
         step = progress.get("step")
         at = f" (in step {step!r})" if step else ""
         forced = " (forced after the grace period)" if entry.killed else ""
@@ -260,9 +261,8 @@ class WorkerPool:
             )
         elif entry.stop_reason == "shutdown" and status != COMPLETED:
             self._lost(job, f"the service stopped while the job ran{at}", progress)
-        elif status == COMPLETED:
-            progress.update(percent=100.0, step=None)
-            self.store.finish(job.id, COMPLETED, "completed", progress=progress, **done)
+        elif status == COMPLETED:  # recorded by the child already (this is then a no-op)
+            self.store.finish(job.id, COMPLETED, "completed", progress=completed(progress), **done)
         elif status is not None:
             self.store.finish(
                 job.id, FAILED if status == FAILED else CANCELLED, message or status,
@@ -272,27 +272,27 @@ class WorkerPool:
             code = entry.process.exitcode
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self._lost(job, f"the job's process died ({how}){at}", progress)
-        if entry.killed or ended is None or entry.stop_reason:
-            end_mlflow_runs(job, "KILLED" if entry.stop_reason else "FAILED")
 
     def _lost(self, job: JobRecord, reason: str, progress: dict[str, Any]) -> None:
         """A job whose process ended without finishing it: queued again while retries remain."""
         if job.attempts <= job.max_retries and self.store.requeue(
-            job.id, f"retry {job.attempts} of {job.max_retries}: {reason}"
+            job.id, f"retry {job.attempts} of {job.max_retries}: {reason}", attempt=job.attempts
         ):
             return
         self.store.finish(
-            job.id, FAILED, reason, failure_reason=reason, error_type="WorkerDied", progress=progress
-        )
+            job.id, FAILED, reason, failure_reason=reason, error_type="WorkerDied", progress=progress,
+            attempt=job.attempts,
+        )  # fmt: skip
 
     def _finish_failed(self, job: JobRecord, reason: str, error_type: str) -> None:
         self.store.finish(job.id, FAILED, reason, failure_reason=reason, error_type=error_type)
 
     def recover(self) -> list[str]:
-        """Fail (or queue again) the running jobs whose worker is gone, and end their MLflow runs.
+        """End the MLflow runs of the running jobs whose service is gone, then fail them (cancel those
+        whose cancellation was asked, queue again those ``max_retries`` allows).
 
-        A worker is gone when it is a process of this host that no longer lives, or when its
-        heartbeat is older than ``stale_after_s`` (another host's); this pool's own jobs are untouched.
+        A job of this host is recovered once its service and its child no longer live; one of
+        another host once its heartbeat is older than ``stale_after_s``. This pool's own are untouched.
         """
         recovered = []
         now = time.time()
@@ -300,14 +300,26 @@ class WorkerPool:
         for job in self.store.running():
             if job.worker == self.worker or job.id in self._running:
                 continue
-            local = job.worker is not None and token_host(job.worker) == host
-            stale = now - (job.heartbeat_at or job.started_at or now) > self.stale_after_s
-            if not ((local and not token_alive(job.worker or "")) or stale):
+            if job.worker is not None and token_host(job.worker) == host:
+                gone = not token_alive(job.worker) and not (job.process and token_alive(job.process))
+            else:
+                gone = now - (job.heartbeat_at or job.started_at or now) > self.stale_after_s
+            if not gone:
                 continue
             step = job.progress.get("step")
             at = f" (in step {step!r})" if step else ""
-            self._lost(job, f"its worker {job.worker} died while the job ran{at}", dict(job.progress))
-            end_mlflow_runs(job, "FAILED")
+            end_mlflow_runs(job, "KILLED" if job.cancel_requested else "FAILED")
+            reason = f"its worker {job.worker} died while the job ran{at}"
+            if job.cancel_requested:
+                self.store.finish(
+                    job.id,
+                    CANCELLED,
+                    f"cancelled while running{at}; {reason}",
+                    progress=dict(job.progress),
+                    attempt=job.attempts,
+                )
+            else:
+                self._lost(job, reason, dict(job.progress))
             recovered.append(job.id)
         return recovered
 
