@@ -156,8 +156,8 @@ def _outcome(result: dict[str, Any], run_id: str | None) -> tuple[dict[str, floa
     version = getattr(result.get("version"), "version", None)
     report = result.get("report")
     parent = getattr(report, "parent_id", None)
-    if run_id is None and parent:
-        run_id = str(parent)  # a tuning job's parent run, opened by its writer process
+    if parent:
+        run_id = str(parent)  # a tuning job's parent run, as its writer reported it at the end
     return metrics, None if version is None else str(version), run_id
 
 
