@@ -9,9 +9,7 @@ from typing import Any
 
 import mlflow
 import pytest
-import yaml
 
-from tests.conftest import CONFS
 from tests.service.conftest import Service
 from tests.service.test_api import wait_for
 
@@ -67,7 +65,7 @@ def test_a_training_request_with_tuning_runs_a_tuning_job(service: Service) -> N
         ({"metric": "rsme"}, "hyperparameter_tuning_config.metric = 'rsme': unknown metric 'rsme'. Did you mean rmse?"),
         ({"search_space": {"alhpa": [0.1, 1.0]}}, "hyperparameter_tuning_config.search_space: 'alhpa': not parameters of Ridge; valid: alpha"),
         ({"search_space": {"alpha": "interval(1)"}}, "hyperparameter_tuning_config.search_space.alpha: interval() takes (start, end)"),
-        ({"search_space": {"fit_intercept": [True, False]}}, "search_space: fit_intercept also fixed in algorithm_config.parameters"),
+        ({"search_space": {"fit_intercept": [True, False]}}, "hyperparameter_tuning_config.search_space: fit_intercept also fixed in algorithm_config.parameters"),
         ({"search_space": {}}, "hyperparameter_tuning_config.search_space: Dictionary should have at least 1 item"),
         ({"n_trials": 0}, "hyperparameter_tuning_config.n_trials: Input should be greater than or equal to 1"),
         ({"strategy": "bayes"}, "hyperparameter_tuning_config.strategy: Input should be 'tpe', 'random' or 'grid'"),
@@ -85,12 +83,10 @@ def test_what_the_tuning_config_cannot_map_is_refused_with_its_field(
 
 
 def slow_tuning_job() -> dict[str, Any]:
-    """A tuning job of 40 trials of a second or so each: to be watched while it searches."""
-    document = copy.deepcopy(yaml.safe_load((CONFS / "tuning.yaml").read_text()))
-    document["job"]["mlflow"] = {"experiment": "service-tuning-live"}
-    document["job"]["model"]["params"] = {"max_iter": 150}
-    document["job"]["searcher"].update(n_trials=40, n_jobs=1, pruner=None)
-    return document
+    """A tuning job of 1,000 quick trials (a ridge regression each): to be watched while it searches."""
+    request = with_tuning(n_trials=1000, cv_folds=3, strategy="random")
+    request["experiment_name"] = "service-tuning-live"
+    return request
 
 
 def test_a_running_tuning_job_has_its_run_id_and_trials_in_the_store(service: Service) -> None:
@@ -105,12 +101,12 @@ def test_a_running_tuning_job_has_its_run_id_and_trials_in_the_store(service: Se
             seen_run_before_trials |= job["run_id"] is not None and done == 0
             if done >= 2:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
             raise AssertionError(f"no trial ended in 180 s: {job}")
         assert job["status"] == "running" and job["run_id"], job
-        assert job["progress"]["trials_budget"] == 40 and isinstance(job["progress"]["best"], float)
-        assert job["progress"]["percent"] == pytest.approx(100 * done / 40, abs=0.1)
+        assert job["progress"]["trials_budget"] == 1000 and isinstance(job["progress"]["best"], float)
+        assert job["progress"]["percent"] == pytest.approx(100 * done / 1000, abs=0.1)
         [parent] = [
             run for run in service.mlflow_runs(job_id, "service-tuning-live")
             if "mlflow.parentRunId" not in run.data.tags

@@ -46,9 +46,6 @@ def serve(
     max_body_bytes: int = 1_000_000,
 ) -> int:
     """Run the service until SIGINT or SIGTERM; running jobs are then stopped (ended as lost)."""
-    import uvicorn
-
-    from trainyard.service.app import ServiceConfig, create_app
     from trainyard.service.store import Store
     from trainyard.service.workers import WorkerPool
 
@@ -62,6 +59,11 @@ def serve(
     store = Store(store_url)
     pool = WorkerPool(store, Path(logs).resolve(), workers=workers, grace_s=grace_s)
     pool.start()  # before the server's threads: the fork server starts from a single thread
+    # imported after the fork server started: its preloading and these imports share the cores
+    import uvicorn
+
+    from trainyard.service.app import ServiceConfig, create_app
+
     config = ServiceConfig(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
         max_body_bytes=max_body_bytes,

@@ -67,6 +67,7 @@ class WorkerPool:
         poll_s: float = 0.2,
         heartbeat_s: float = 2.0,
         stale_after_s: float = 30.0,
+        recover_every_s: float = 2.0,
         grace_s: float = 10.0,
     ) -> None:
         self.store = store
@@ -75,27 +76,32 @@ class WorkerPool:
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
+        self.recover_every_s = recover_every_s  # a dead service's job: retried soon after its child ends
         self.grace_s = grace_s
         self.worker = worker_token()
         self._running: dict[str, _Running] = {}
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recovering: threading.Thread | None = None
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
 
     # -- life of the pool ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover what a dead service left running, start the fork server (it imports the libraries
-        once), then the supervising thread."""
+        """Start the fork server (it imports the libraries once, while the service goes on), then the
+        supervising thread and the recovering one (what a dead service left running)."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.recover()
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        forkserver.ensure_running()  # from a single thread: before the threads below
         self._thread = threading.Thread(target=self._supervise, name="trainyard-workers", daemon=True)
         self._thread.start()
+        self._recovering = threading.Thread(
+            target=self._recover_often, name="trainyard-recovery", daemon=True
+        )
+        self._recovering.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the running jobs (as a cancellation; then forced) and the supervising thread."""
@@ -118,7 +124,7 @@ class WorkerPool:
     # -- the supervising loop -----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        last_beat = last_recovery = time.monotonic()
+        last_beat = time.monotonic()
         while True:
             try:
                 if self._stopping.is_set():
@@ -134,12 +140,19 @@ class WorkerPool:
                 if now - last_beat >= self.heartbeat_s:
                     self.store.heartbeat(list(self._running))
                     last_beat = now
-                if now - last_recovery >= self.stale_after_s:
-                    self.recover()
-                    last_recovery = now
             except Exception as error:  # the store was busy or away: try again, never die
                 get_logger().warning("worker pool: %s: %s", type(error).__name__, error)
                 time.sleep(self.poll_s)
+
+    def _recover_often(self) -> None:
+        """Recover now, then every ``recover_every_s`` (in a thread of its own: ending a dead job's
+        MLflow runs loads MLflow, which jobs and status requests need not wait for)."""
+        while not self._stopping.is_set():
+            try:
+                self.recover()
+            except Exception as error:  # the store or MLflow was busy or away: next time
+                get_logger().warning("recovery: %s: %s", type(error).__name__, error)
+            self._stopping.wait(self.recover_every_s)
 
     def _fill(self) -> None:
         while len(self._running) < self.workers:
@@ -149,11 +162,9 @@ class WorkerPool:
             self._start(job)
 
     def _start(self, job: JobRecord) -> None:
-        from trainyard.service.child import run_job
-
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=run_job,
+            target=_run_in_child,
             args=(job.id, job.config, str(self.log_path(job.id)), child_end, self.store.url, job.attempts),
             name=f"trainyard-job-{job.id[:8]}",
             daemon=False,
@@ -322,6 +333,14 @@ class WorkerPool:
                 self._lost(job, reason, dict(job.progress))
             recovered.append(job.id)
         return recovered
+
+
+def _run_in_child(*arguments: Any) -> None:
+    """The job's process: ``child.run_job``, which its fork server has imported (this module does not
+    import it, or the service would load MLflow and scikit-learn to start a job it never runs)."""
+    from trainyard.service.child import run_job
+
+    run_job(*arguments)
 
 
 def end_mlflow_runs(job: JobRecord, status: str) -> list[str]:
