@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import mlflow
+import pytest
 
 from tests.service.conftest import Service, start_service
 from trainyard.records import SERVICE_JOB_TAG
@@ -79,6 +80,7 @@ def metrics_or_none(service: Service) -> dict[str, int] | None:
         return None
 
 
+@pytest.mark.timeout(600)  # a loaded machine: service starts of tens of seconds
 def test_a_burst_survives_two_sigkills_with_every_job_run_exactly_once(own_folder: Path) -> None:
     """About a minute on a quiet machine (three service starts of seconds each, 20 jobs on two
     workers): the issue asks for a restart after SIGKILL with nothing lost."""

@@ -92,6 +92,7 @@ def test_concurrent_claims_on_postgresql_take_each_job_once(store_url: str) -> N
     store.close()
 
 
+@pytest.mark.timeout(600)  # a loaded machine: service starts of tens of seconds
 def test_two_services_on_one_postgresql_store_run_each_job_exactly_once(
     store_url: str, own_folder: Path
 ) -> None:

@@ -1,12 +1,13 @@
 """The worker pool: claims queued jobs and runs each in a fresh child of a warm fork server.
 
-One supervising thread does all the pool's work: it claims jobs while a slot is free, starts a child
-per job (``child.run_job``) from multiprocessing's fork server, which has preloaded the heavy
-libraries, records what the children report (steps, run id, trials, the end) into the store,
-heartbeats the running jobs, and stops a job whose cancellation was asked or whose ``max_runtime_s``
-passed: SIGTERM first (the child's handler asks the job's cancellation, and its run ends KILLED),
-SIGKILL after ``grace_s``. A child that dies never takes the service with it: its job is failed with
-the reason (or queued again while ``max_retries`` allows) and its MLflow run ended.
+One supervising thread does the pool's work (two more heartbeat its jobs and recover a dead
+service's): it claims jobs while a slot is free, starts a child per job (``child.run_job``) from
+multiprocessing's fork server, which has preloaded the heavy libraries, records what the children
+report (steps, run id, trials, the end) into the store, and stops a job whose cancellation was
+asked or whose ``max_runtime_s`` passed: SIGTERM first (the child's handler asks the job's
+cancellation, and its run ends KILLED), SIGKILL after ``grace_s``. A child that dies never takes the
+service with it: its job is failed with the reason (or queued again while ``max_retries`` allows)
+and its MLflow run ended.
 
 The store knows each running job's service (``worker``, heartbeated) and its child (``process``). A
 service started after another one died recovers the dead one's jobs once their children are gone too
@@ -102,6 +103,7 @@ class WorkerPool:
             target=self._recover_often, name="trainyard-recovery", daemon=True
         )
         self._recovering.start()
+        threading.Thread(target=self._heartbeat_often, name="trainyard-heartbeat", daemon=True).start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the running jobs (as a cancellation; then forced) and the supervising thread."""
@@ -124,7 +126,6 @@ class WorkerPool:
     # -- the supervising loop -----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        last_beat = time.monotonic()
         while True:
             try:
                 if self._stopping.is_set():
@@ -136,13 +137,19 @@ class WorkerPool:
                     self._fill()
                 self._collect()
                 self._enforce()
-                now = time.monotonic()
-                if now - last_beat >= self.heartbeat_s:
-                    self.store.heartbeat(list(self._running))
-                    last_beat = now
             except Exception as error:  # the store was busy or away: try again, never die
                 get_logger().warning("worker pool: %s: %s", type(error).__name__, error)
                 time.sleep(self.poll_s)
+
+    def _heartbeat_often(self) -> None:
+        """Heartbeat the running jobs every ``heartbeat_s``, in a thread of its own: the supervising
+        one can wait long (a job's start waits for the fork server's preloading), and a service on
+        another host would then take this one's jobs for dead ones."""
+        while not self._stopping.wait(self.heartbeat_s):
+            try:
+                self.store.heartbeat(list(self._running))
+            except Exception as error:  # the store was busy or away: next time
+                get_logger().warning("heartbeat: %s: %s", type(error).__name__, error)
 
     def _recover_often(self) -> None:
         """Recover now, then every ``recover_every_s`` (in a thread of its own: ending a dead job's
