@@ -39,7 +39,7 @@ import sklearn.ensemble
 import sklearn.linear_model  # noqa: F401
 
 import trainyard.settings  # noqa: F401  (every job kind)
-from trainyard.errors import TrainyardError
+from trainyard.errors import JobCancelledError, TrainyardError
 from trainyard.jobs.base import describe
 from trainyard.records import SERVICE_JOB_TAG
 from trainyard.runtime.signals import cancel_on_signals
@@ -66,6 +66,9 @@ def run_job(
     os.dup2(log, 2)
     os.close(log)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Outside the job's own handler (before it, and after: cancel_on_signals puts this one back) a
+    # SIGTERM stops the job as an exception, never by killing the process: its end is still recorded.
+    signal.signal(signal.SIGTERM, _raise_stop)
     lock = threading.Lock()
 
     def send(*message: Any) -> None:
@@ -78,6 +81,7 @@ def run_job(
     threading.Thread(target=_stop_when_service_gone, args=(conn,), daemon=True).start()
     seen: dict[str, Any] = {}
     progress: dict[str, Any] = {}
+    job: Any = None
     try:
         data = copy.deepcopy(document)
         mlflow_section = data["job"].setdefault("mlflow", {})
@@ -118,6 +122,9 @@ def run_job(
     except BaseException as error:
         traceback.print_exc()
         ended = ("end", FAILED, describe(error), type(error).__name__, {}, None, seen.get("run_id"))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing cuts the record short (SIGKILL still does)
+    if ended[1] == CANCELLED and job is not None and seen.get("run_id"):
+        ended = _finished_anyway(job, str(seen["run_id"])) or ended
     try:
         if store_url is not None and attempt is not None and ended[1] != CANCELLED:
             _record_end(Store(store_url, migrate_schema=False), job_id, attempt, ended, progress)
@@ -125,6 +132,29 @@ def run_job(
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise JobCancelledError("the job was terminated (SIGTERM)")
+
+
+def _finished_anyway(job: Any, run_id: str) -> tuple[Any, ...] | None:
+    """The end of a job stopped after its MLflow run had FINISHED (a stop that came as the job
+    ended): completed, with the run's scores; None if the run did not finish. MLflow has the job's
+    result: recording it cancelled would run it again on a retry."""
+    try:
+        from mlflow import MlflowClient
+
+        run = MlflowClient(job.mlflow.resolved_tracking_uri).get_run(run_id)
+    except Exception as error:
+        print(f"the job's run {run_id} could not be read: {error}", file=sys.stderr)
+        return None
+    if run.info.status != "FINISHED":
+        return None
+    names = [metric.name for metric in getattr(job, "metrics", None) or []]
+    metrics = {name: float(run.data.metrics[name]) for name in names if name in run.data.metrics}
+    print(f"stopped after its MLflow run {run_id} had finished: the job completed", file=sys.stderr)
+    return ("end", COMPLETED, "completed", None, metrics, None, run_id)
 
 
 def _record_end(
