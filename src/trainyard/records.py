@@ -103,7 +103,7 @@ def _alive(pid: int, start: str) -> bool:
         return False
     except PermissionError:
         return True
-    return _start_time(pid) == start
+    return _start_time(pid) == start and not _zombie(pid)
 
 
 def _start_time(pid: int) -> str:
@@ -112,3 +112,11 @@ def _start_time(pid: int) -> str:
         return stat.rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return "?"
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (an orphan whose new parent never reaps)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False

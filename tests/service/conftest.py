@@ -74,7 +74,7 @@ class Service:
     def http(self, token: str | None = None) -> httpx.Client:
         token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)  # a loaded machine
 
     def output(self) -> str:
         return (self.folder / "serve.out").read_text(errors="replace")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from trainyard.records import worker_token
 from trainyard.service.store import VERSION_TABLE, JobRow, Store
+from trainyard.service.workers import WorkerPool
 
 
 def test_reopening_migrates_and_keeps_the_jobs(tmp_path: Path) -> None:
@@ -21,7 +25,7 @@ def test_reopening_migrates_and_keeps_the_jobs(tmp_path: Path) -> None:
     kept = again.get(job.id)
     assert kept is not None and kept.config == {"job": {"KIND": "training"}} and kept.max_retries == 2
     with again.engine.connect() as connection:
-        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar() == "0001"
+        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar() == "0002"
 
 
 def test_a_relative_sqlite_store_is_in_the_working_folder(tmp_path: Path, monkeypatch) -> None:
@@ -79,3 +83,36 @@ def test_the_oldest_queued_job_is_claimed_first_and_lives_its_transitions(tmp_pa
 def test_on_postgresql_the_claim_skips_locked_rows() -> None:
     oldest = sa.select(JobRow.id).where(JobRow.status == "queued").limit(1).with_for_update(skip_locked=True)
     assert "FOR UPDATE SKIP LOCKED" in str(oldest.compile(dialect=postgresql.dialect()))
+
+
+def test_an_old_attempt_cannot_end_or_requeue_a_job_claimed_anew(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    job = store.submit("training", {"job": {}}, max_retries=1)[0]
+    first = store.claim("w1")
+    assert first is not None and first.attempts == 1
+    assert store.requeue(job.id, "retry 1 of 1", attempt=1)
+    second = store.claim("w2")
+    assert second is not None and second.attempts == 2
+    assert not store.requeue(job.id, "late", attempt=1)  # the first attempt's recovery, too late
+    assert not store.finish(job.id, "completed", "completed", attempt=1)  # its child, too late
+    assert store.finish(job.id, "completed", "completed", attempt=2)
+
+
+def test_a_dead_services_job_is_recovered_only_once_its_child_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no MLflow store here: nothing to end
+    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    dead = f"{socket.gethostname()}:99999:0"  # pids stop at 32768 here: no such process
+    waiting = store.submit("training", {"job": {}})[0]
+    retried = store.submit("training", {"job": {}}, max_retries=1)[0]
+    store.claim(dead)
+    store.claim(dead)
+    store.set_process(waiting.id, 1, worker_token())  # its child still ends its run: this process
+    store.set_process(retried.id, 1, dead)
+    pool = WorkerPool(store, tmp_path / "logs")
+    assert pool.recover() == [retried.id]
+    assert store.get(waiting.id).status == "running"  # type: ignore[union-attr]
+    again = store.get(retried.id)
+    assert again is not None and again.status == "queued" and again.process is None
+    assert "retry 1 of 1: its worker" in (again.message or "")

@@ -44,6 +44,7 @@ from trainyard.records import (
 )
 from trainyard.runtime import processes
 from trainyard.runtime.threads import AUTO, NativeThreads, Threads
+from trainyard.tuning.parent_watch import watch_parent_run
 from trainyard.tuning.progress import TrialProgress
 from trainyard.tuning.searchers import SearcherKind
 from trainyard.tuning.spaces import check_space
@@ -215,7 +216,9 @@ class TuningJob(SupervisedJob):
         study, mirror = self._opened
         self._opened = None  # the job's exit has nothing left to stop: run() ends the writer
         name = study.study_name
-        with mirror:
+        # a service's observer gets the parent run's id as soon as the writer has made the run
+        told = (lambda run_id: self.notify("run", run_id=run_id)) if self.observed else None
+        with mirror, watch_parent_run(study, self.mlflow.resolved_tracking_uri, told):
             try:
                 inputs, targets = self.read_inputs_and_targets()
                 mirror.log_lineage([(self.inputs, inputs, "inputs"), (self.targets, targets, "targets")])

@@ -8,6 +8,11 @@ handlers, environment, MLflow's active run) since every job is a fresh fork.
 The child's messages to the service, over its pipe, are tuples:
 ``("step", title, state, seconds)``, ``("run", run_id)``, ``("trial", done, budget, best)`` and
 last ``("end", status, message, error_type, metrics, version, run_id)``.
+
+A job that completed or failed on its own is also recorded in the store by the child itself, before
+it says so: a service killed between the job's end and its message would otherwise lose the outcome
+(and its recovery would fail, or run again, a job whose MLflow run had finished). That write names
+the attempt it ran, so a job recovered and claimed anew meanwhile is left to its new attempt.
 """
 
 from __future__ import annotations
@@ -34,23 +39,36 @@ import sklearn.ensemble
 import sklearn.linear_model  # noqa: F401
 
 import trainyard.settings  # noqa: F401  (every job kind)
-from trainyard.errors import TrainyardError
+from trainyard.errors import JobCancelledError, TrainyardError
 from trainyard.jobs.base import describe
 from trainyard.records import SERVICE_JOB_TAG
 from trainyard.runtime.signals import cancel_on_signals
+from trainyard.service.progress import advance, completed
+from trainyard.service.store import Store
 from trainyard.service.submission import validate_job
 from trainyard.settings import job_class
 
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
 
 
-def run_job(job_id: str, document: dict[str, Any], log_path: str, conn: Any) -> None:
-    """Run the job of ``document`` here, its output into ``log_path``, its news into ``conn``."""
+def run_job(
+    job_id: str,
+    document: dict[str, Any],
+    log_path: str,
+    conn: Any,
+    store_url: str | None = None,
+    attempt: int | None = None,
+) -> None:
+    """Run the job of ``document`` here, its output into ``log_path``, its news into ``conn``; with
+    ``store_url``, its own end (completed, or failed by its error) into the store, for ``attempt``."""
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Outside the job's own handler (before it, and after: cancel_on_signals puts this one back) a
+    # SIGTERM stops the job as an exception, never by killing the process: its end is still recorded.
+    signal.signal(signal.SIGTERM, _raise_stop)
     lock = threading.Lock()
 
     def send(*message: Any) -> None:
@@ -62,6 +80,8 @@ def run_job(job_id: str, document: dict[str, Any], log_path: str, conn: Any) -> 
 
     threading.Thread(target=_stop_when_service_gone, args=(conn,), daemon=True).start()
     seen: dict[str, Any] = {}
+    progress: dict[str, Any] = {}
+    job: Any = None
     try:
         data = copy.deepcopy(document)
         mlflow_section = data["job"].setdefault("mlflow", {})
@@ -73,28 +93,90 @@ def run_job(job_id: str, document: dict[str, Any], log_path: str, conn: Any) -> 
 
             def observe(event: str, details: dict[str, Any]) -> None:
                 if event == "step":
-                    send("step", details["title"], details["state"], details.get("seconds"))
+                    message: tuple[Any, ...] = (
+                        "step",
+                        details["title"],
+                        details["state"],
+                        details.get("seconds"),
+                    )
                 elif event == "run":
                     seen["run_id"] = details["run_id"]
-                    send("run", details["run_id"])
+                    message = ("run", details["run_id"])
                 elif event == "trial":
-                    send("trial", details["done"], details["budget"], details["best"])
+                    message = ("trial", details["done"], details["budget"], details["best"])
+                else:
+                    return
+                with lock:  # trials end in n_jobs threads
+                    advance(progress, message)
+                send(*message)
 
             job.observe(observe)
             with cancel_on_signals(job.cancellation), job:
                 result = job.run()
         metrics, version, run_id = _outcome(result, seen.get("run_id"))
-        send("end", COMPLETED, "completed", None, metrics, version, run_id)
-    except KeyboardInterrupt as stopped:  # a cancellation (SIGTERM), or a time limit
-        send("end", CANCELLED, str(stopped) or "cancelled", type(stopped).__name__, {}, None, None)
+        ended: tuple[Any, ...] = ("end", COMPLETED, "completed", None, metrics, version, run_id)
+    except KeyboardInterrupt as stopped:  # a cancellation (SIGTERM), or a time limit: the service's call
+        ended = ("end", CANCELLED, str(stopped) or "cancelled", type(stopped).__name__, {}, None, None)
     except TrainyardError as error:
-        send("end", FAILED, describe(error), type(error).__name__, {}, None, seen.get("run_id"))
+        ended = ("end", FAILED, describe(error), type(error).__name__, {}, None, seen.get("run_id"))
     except BaseException as error:
         traceback.print_exc()
-        send("end", FAILED, describe(error), type(error).__name__, {}, None, seen.get("run_id"))
+        ended = ("end", FAILED, describe(error), type(error).__name__, {}, None, seen.get("run_id"))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing cuts the record short (SIGKILL still does)
+    if ended[1] == CANCELLED and job is not None and seen.get("run_id"):
+        ended = _finished_anyway(job, str(seen["run_id"])) or ended
+    try:
+        if store_url is not None and attempt is not None and ended[1] != CANCELLED:
+            _record_end(Store(store_url, migrate_schema=False), job_id, attempt, ended, progress)
+        send(*ended)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise JobCancelledError("the job was terminated (SIGTERM)")
+
+
+def _finished_anyway(job: Any, run_id: str) -> tuple[Any, ...] | None:
+    """The end of a job stopped after its MLflow run had FINISHED (a stop that came as the job
+    ended): completed, with the run's scores; None if the run did not finish. MLflow has the job's
+    result: recording it cancelled would run it again on a retry."""
+    try:
+        from mlflow import MlflowClient
+
+        run = MlflowClient(job.mlflow.resolved_tracking_uri).get_run(run_id)
+    except Exception as error:
+        print(f"the job's run {run_id} could not be read: {error}", file=sys.stderr)
+        return None
+    if run.info.status != "FINISHED":
+        return None
+    names = [metric.name for metric in getattr(job, "metrics", None) or []]
+    metrics = {name: float(run.data.metrics[name]) for name in names if name in run.data.metrics}
+    print(f"stopped after its MLflow run {run_id} had finished: the job completed", file=sys.stderr)
+    return ("end", COMPLETED, "completed", None, metrics, None, run_id)
+
+
+def _record_end(
+    store: Store, job_id: str, attempt: int, ended: tuple[Any, ...], progress: dict[str, Any]
+) -> None:
+    """Record the job's end in the store (the service's own record of it is then a no-op)."""
+    _, status, message, error_type, metrics, version, run_id = ended
+    try:
+        if status == COMPLETED:
+            store.finish(
+                job_id, COMPLETED, "completed", attempt=attempt, progress=completed(progress),
+                metrics=metrics, model_version=version, run_id=run_id,
+            )  # fmt: skip
+        else:
+            store.finish(
+                job_id, FAILED, message, failure_reason=message, error_type=error_type, attempt=attempt,
+                progress=progress, run_id=run_id,
+            )  # fmt: skip
+    except Exception as error:  # the service records it from the message instead
+        print(f"the job's end could not be recorded in the store: {error}", file=sys.stderr)
+    finally:
+        store.close()
 
 
 def _outcome(result: dict[str, Any], run_id: str | None) -> tuple[dict[str, float], str | None, str | None]:
@@ -104,8 +186,8 @@ def _outcome(result: dict[str, Any], run_id: str | None) -> tuple[dict[str, floa
     version = getattr(result.get("version"), "version", None)
     report = result.get("report")
     parent = getattr(report, "parent_id", None)
-    if run_id is None and parent:
-        run_id = str(parent)  # a tuning job's parent run, opened by its writer process
+    if parent:
+        run_id = str(parent)  # a tuning job's parent run, as its writer reported it at the end
     return metrics, None if version is None else str(version), run_id
 
 

@@ -62,9 +62,6 @@ def serve(
     mlflow_ui: str | None = None,
 ) -> int:
     """Run the service until SIGINT or SIGTERM; running jobs are then stopped (ended as lost)."""
-    import uvicorn
-
-    from trainyard.service.app import ServiceConfig, create_app
     from trainyard.service.retention import DEFAULT_EVERY_S, Retention
     from trainyard.service.store import Store
     from trainyard.service.workers import WorkerPool
@@ -82,6 +79,11 @@ def serve(
     pool = WorkerPool(store, Path(logs).resolve(), workers=workers, grace_s=grace_s)
     pool.start()  # before the server's threads: the fork server starts from a single thread
     retention.start(store, pool.logs)  # at once, then every prune_every_s
+    # imported after the fork server started: its preloading and these imports share the cores
+    import uvicorn
+
+    from trainyard.service.app import ServiceConfig, create_app
+
     config = ServiceConfig(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
         max_body_bytes=max_body_bytes, mlflow_ui=page_mlflow_ui,

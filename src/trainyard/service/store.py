@@ -54,6 +54,7 @@ class JobRow(Base):
     ended_at: Mapped[float | None] = mapped_column(sa.Float)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
     worker: Mapped[str | None] = mapped_column(sa.String(200))
+    process: Mapped[str | None] = mapped_column(sa.String(200))  # the job's own process (its token)
     heartbeat_at: Mapped[float | None] = mapped_column(sa.Float)
     max_runtime_s: Mapped[float | None] = mapped_column(sa.Float)
     max_retries: Mapped[int] = mapped_column(sa.Integer, server_default="0")
@@ -98,6 +99,7 @@ class JobRecord:
     ended_at: float | None
     idempotency_key: str | None
     worker: str | None
+    process: str | None
     heartbeat_at: float | None
     max_runtime_s: float | None
     max_retries: int
@@ -125,7 +127,9 @@ def absolute_store_url(url: str, folder: Path | None = None) -> str:
 class Store:
     """The jobs of a service, in the database at ``url`` (migrated to the current schema on open)."""
 
-    def __init__(self, url: str = DEFAULT_STORE) -> None:
+    def __init__(self, url: str = DEFAULT_STORE, *, migrate_schema: bool = True) -> None:
+        """``migrate_schema`` False: the schema is known to be current (a job's process, whose
+        service opened the store first)."""
         self.url = absolute_store_url(url)
         sqlite = self.url.startswith("sqlite")
         self.engine = sa.create_engine(
@@ -136,7 +140,8 @@ class Store:
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        migrate(self.engine)
+        if migrate_schema:
+            migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -281,15 +286,18 @@ class Store:
         *,
         failure_reason: str | None = None,
         error_type: str | None = None,
+        attempt: int | None = None,
         **values: Any,
     ) -> bool:
-        """End a running job in a final status; False if it had already ended."""
+        """End a running job in a final status; False if it had already ended (or, with ``attempt``,
+        if that attempt is no longer the one running: a job queued again and claimed anew)."""
         assert status in FINAL
         now = time.time()
+        current = [] if attempt is None else [JobRow.attempts == attempt]
         with self._write() as session:
             changed = session.execute(
                 sa.update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == RUNNING)
+                .where(JobRow.id == job_id, JobRow.status == RUNNING, *current)
                 .values(
                     status=status, message=message, failure_reason=failure_reason,
                     error_type=error_type, ended_at=now, **values,
@@ -299,18 +307,29 @@ class Store:
                 session.add(TransitionRow(job_id=job_id, status=status, step=None, at=now))
         return bool(changed)
 
-    def requeue(self, job_id: str, message: str) -> bool:
-        """Put a running job back in the queue (a retry); False if it was not running."""
+    def requeue(self, job_id: str, message: str, attempt: int | None = None) -> bool:
+        """Put a running job back in the queue (a retry); False if it was not running (or, with
+        ``attempt``, not in that attempt)."""
         now = time.time()
+        current = [] if attempt is None else [JobRow.attempts == attempt]
         with self._write() as session:
             changed = session.execute(
                 sa.update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == RUNNING)
-                .values(status=QUEUED, message=message, worker=None, run_id=None, progress={})
+                .where(JobRow.id == job_id, JobRow.status == RUNNING, *current)
+                .values(status=QUEUED, message=message, worker=None, process=None, run_id=None, progress={})
             ).rowcount  # type: ignore[attr-defined]
             if changed:
                 session.add(TransitionRow(job_id=job_id, status=QUEUED, step=message, at=now))
         return bool(changed)
+
+    def set_process(self, job_id: str, attempt: int, process: str) -> None:
+        """Record the process that runs ``attempt`` of the job (its worker token)."""
+        with self._write() as session:
+            session.execute(
+                sa.update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == RUNNING, JobRow.attempts == attempt)
+                .values(process=process)
+            )
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """A queued job is cancelled at once (it never starts); a running one is marked for its worker

@@ -1,12 +1,18 @@
 """The worker pool: claims queued jobs and runs each in a fresh child of a warm fork server.
 
-One supervising thread does all the pool's work: it claims jobs while a slot is free, starts a child
-per job (``child.run_job``) from multiprocessing's fork server, which has preloaded the heavy
-libraries, records what the children report (steps, run id, trials, the end) into the store,
-heartbeats the running jobs, and stops a job whose cancellation was asked or whose ``max_runtime_s``
-passed: SIGTERM first (the child's handler asks the job's cancellation, and its run ends KILLED),
-SIGKILL after ``grace_s``. A child that dies never takes the service with it: its job is failed with
-the reason (or queued again while ``max_retries`` allows) and its MLflow run ended.
+One supervising thread does the pool's work (two more heartbeat its jobs and recover a dead
+service's): it claims jobs while a slot is free, starts a child per job (``child.run_job``) from
+multiprocessing's fork server, which has preloaded the heavy libraries, records what the children
+report (steps, run id, trials, the end) into the store, and stops a job whose cancellation was
+asked or whose ``max_runtime_s`` passed: SIGTERM first (the child's handler asks the job's
+cancellation, and its run ends KILLED), SIGKILL after ``grace_s``. A child that dies never takes the
+service with it: its job is failed with the reason (or queued again while ``max_retries`` allows)
+and its MLflow run ended.
+
+The store knows each running job's service (``worker``, heartbeated) and its child (``process``). A
+service started after another one died recovers the dead one's jobs once their children are gone too
+(a child sees its service die and stops its job, or records the end it reached): never while a child
+may still write its run, so that a job retried is never run twice at once.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from trainyard.io.logging import get_logger
-from trainyard.records import SERVICE_JOB_TAG, token_alive, token_host, worker_token
+from trainyard.records import SERVICE_JOB_TAG, process_token, token_alive, token_host, worker_token
 from trainyard.runtime.processes import usable_cores
+from trainyard.service.progress import advance, completed
 from trainyard.service.store import CANCELLED, COMPLETED, FAILED, JobRecord, Store
 
 PRELOAD = ["trainyard.service.child"]
@@ -61,6 +68,7 @@ class WorkerPool:
         poll_s: float = 0.2,
         heartbeat_s: float = 2.0,
         stale_after_s: float = 30.0,
+        recover_every_s: float = 2.0,
         grace_s: float = 10.0,
     ) -> None:
         self.store = store
@@ -69,27 +77,33 @@ class WorkerPool:
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
+        self.recover_every_s = recover_every_s  # a dead service's job: retried soon after its child ends
         self.grace_s = grace_s
         self.worker = worker_token()
         self._running: dict[str, _Running] = {}
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recovering: threading.Thread | None = None
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
 
     # -- life of the pool ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover what a dead service left running, start the fork server (it imports the libraries
-        once), then the supervising thread."""
+        """Start the fork server (it imports the libraries once, while the service goes on), then the
+        supervising thread and the recovering one (what a dead service left running)."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.recover()
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        forkserver.ensure_running()  # from a single thread: before the threads below
         self._thread = threading.Thread(target=self._supervise, name="trainyard-workers", daemon=True)
         self._thread.start()
+        self._recovering = threading.Thread(
+            target=self._recover_often, name="trainyard-recovery", daemon=True
+        )
+        self._recovering.start()
+        threading.Thread(target=self._heartbeat_often, name="trainyard-heartbeat", daemon=True).start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the running jobs (as a cancellation; then forced) and the supervising thread."""
@@ -112,7 +126,6 @@ class WorkerPool:
     # -- the supervising loop -----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        last_beat = last_recovery = time.monotonic()
         while True:
             try:
                 if self._stopping.is_set():
@@ -124,16 +137,29 @@ class WorkerPool:
                     self._fill()
                 self._collect()
                 self._enforce()
-                now = time.monotonic()
-                if now - last_beat >= self.heartbeat_s:
-                    self.store.heartbeat(list(self._running))
-                    last_beat = now
-                if now - last_recovery >= self.stale_after_s:
-                    self.recover()
-                    last_recovery = now
             except Exception as error:  # the store was busy or away: try again, never die
                 get_logger().warning("worker pool: %s: %s", type(error).__name__, error)
                 time.sleep(self.poll_s)
+
+    def _heartbeat_often(self) -> None:
+        """Heartbeat the running jobs every ``heartbeat_s``, in a thread of its own: the supervising
+        one can wait long (a job's start waits for the fork server's preloading), and a service on
+        another host would then take this one's jobs for dead ones."""
+        while not self._stopping.wait(self.heartbeat_s):
+            try:
+                self.store.heartbeat(list(self._running))
+            except Exception as error:  # the store was busy or away: next time
+                get_logger().warning("heartbeat: %s: %s", type(error).__name__, error)
+
+    def _recover_often(self) -> None:
+        """Recover now, then every ``recover_every_s`` (in a thread of its own: ending a dead job's
+        MLflow runs loads MLflow, which jobs and status requests need not wait for)."""
+        while not self._stopping.is_set():
+            try:
+                self.recover()
+            except Exception as error:  # the store or MLflow was busy or away: next time
+                get_logger().warning("recovery: %s: %s", type(error).__name__, error)
+            self._stopping.wait(self.recover_every_s)
 
     def _fill(self) -> None:
         while len(self._running) < self.workers:
@@ -143,12 +169,10 @@ class WorkerPool:
             self._start(job)
 
     def _start(self, job: JobRecord) -> None:
-        from trainyard.service.child import run_job
-
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=run_job,
-            args=(job.id, job.config, str(self.log_path(job.id)), child_end),
+            target=_run_in_child,
+            args=(job.id, job.config, str(self.log_path(job.id)), child_end, self.store.url, job.attempts),
             name=f"trainyard-job-{job.id[:8]}",
             daemon=False,
         )
@@ -160,6 +184,8 @@ class WorkerPool:
         finally:
             child_end.close()
         self._running[job.id] = _Running(job, process, parent_end, time.monotonic())
+        if process.pid is not None:
+            self.store.set_process(job.id, job.attempts, process_token(process.pid))
 
     def _collect(self) -> None:
         """Read what the children said, and end the jobs whose child exited."""
@@ -190,24 +216,15 @@ class WorkerPool:
     def _handle(self, entry: _Running, message: tuple[Any, ...]) -> None:
         kind = message[0]
         job_id = entry.job.id
-        if kind == "step":
-            _, title, state, _seconds = message
-            progress = entry.progress
-            if state == "started":
-                progress["step"] = title
-                self.store.step(job_id, title, dict(progress))
-            elif state == "ended":
-                progress["steps_done"] = progress.get("steps_done", 0) + 1
-                self.store.update(job_id, progress=dict(progress))
+        if kind in ("step", "trial"):
+            started = advance(entry.progress, message)
+            if started is not None:
+                self.store.step(job_id, started, dict(entry.progress))
+            else:
+                self.store.update(job_id, progress=dict(entry.progress))
         elif kind == "run":
             entry.run_id = message[1]
             self.store.update(job_id, run_id=entry.run_id)  # at once: a dead job's run can be ended
-        elif kind == "trial":
-            _, done, budget, best = message
-            entry.progress.update(trials_done=done, trials_budget=budget, best=best)
-            if budget:
-                entry.progress["percent"] = round(min(100.0, 100.0 * done / budget), 1)
-            self.store.update(job_id, progress=dict(entry.progress))
         elif kind == "end":
             entry.ended = message
 
@@ -243,8 +260,10 @@ class WorkerPool:
             ended[1:] if ended is not None else (None, None, None, {}, None, None)
         )
         run_id = run_id or entry.run_id
-        done = {"metrics": metrics or {}, "model_version": version, "run_id": run_id}
+        done = {"metrics": metrics or {}, "model_version": version, "run_id": run_id, "attempt": job.attempts}
         progress = {**entry.progress}
+        if entry.killed or ended is None or entry.stop_reason:  # before a retry can start another run
+            end_mlflow_runs(job, "KILLED" if entry.stop_reason else "FAILED")
         step = progress.get("step")
         at = f" (in step {step!r})" if step else ""
         forced = " (forced after the grace period)" if entry.killed else ""
@@ -260,9 +279,8 @@ class WorkerPool:
             )
         elif entry.stop_reason == "shutdown" and status != COMPLETED:
             self._lost(job, f"the service stopped while the job ran{at}", progress)
-        elif status == COMPLETED:
-            progress.update(percent=100.0, step=None)
-            self.store.finish(job.id, COMPLETED, "completed", progress=progress, **done)
+        elif status == COMPLETED:  # recorded by the child already (this is then a no-op)
+            self.store.finish(job.id, COMPLETED, "completed", progress=completed(progress), **done)
         elif status is not None:
             self.store.finish(
                 job.id, FAILED if status == FAILED else CANCELLED, message or status,
@@ -272,27 +290,27 @@ class WorkerPool:
             code = entry.process.exitcode
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self._lost(job, f"the job's process died ({how}){at}", progress)
-        if entry.killed or ended is None or entry.stop_reason:
-            end_mlflow_runs(job, "KILLED" if entry.stop_reason else "FAILED")
 
     def _lost(self, job: JobRecord, reason: str, progress: dict[str, Any]) -> None:
         """A job whose process ended without finishing it: queued again while retries remain."""
         if job.attempts <= job.max_retries and self.store.requeue(
-            job.id, f"retry {job.attempts} of {job.max_retries}: {reason}"
+            job.id, f"retry {job.attempts} of {job.max_retries}: {reason}", attempt=job.attempts
         ):
             return
         self.store.finish(
-            job.id, FAILED, reason, failure_reason=reason, error_type="WorkerDied", progress=progress
-        )
+            job.id, FAILED, reason, failure_reason=reason, error_type="WorkerDied", progress=progress,
+            attempt=job.attempts,
+        )  # fmt: skip
 
     def _finish_failed(self, job: JobRecord, reason: str, error_type: str) -> None:
         self.store.finish(job.id, FAILED, reason, failure_reason=reason, error_type=error_type)
 
     def recover(self) -> list[str]:
-        """Fail (or queue again) the running jobs whose worker is gone, and end their MLflow runs.
+        """End the MLflow runs of the running jobs whose service is gone, then fail them (cancel those
+        whose cancellation was asked, queue again those ``max_retries`` allows).
 
-        A worker is gone when it is a process of this host that no longer lives, or when its
-        heartbeat is older than ``stale_after_s`` (another host's); this pool's own jobs are untouched.
+        A job of this host is recovered once its service and its child no longer live; one of
+        another host once its heartbeat is older than ``stale_after_s``. This pool's own are untouched.
         """
         recovered = []
         now = time.time()
@@ -300,16 +318,36 @@ class WorkerPool:
         for job in self.store.running():
             if job.worker == self.worker or job.id in self._running:
                 continue
-            local = job.worker is not None and token_host(job.worker) == host
-            stale = now - (job.heartbeat_at or job.started_at or now) > self.stale_after_s
-            if not ((local and not token_alive(job.worker or "")) or stale):
+            if job.worker is not None and token_host(job.worker) == host:
+                gone = not token_alive(job.worker) and not (job.process and token_alive(job.process))
+            else:
+                gone = now - (job.heartbeat_at or job.started_at or now) > self.stale_after_s
+            if not gone:
                 continue
             step = job.progress.get("step")
             at = f" (in step {step!r})" if step else ""
-            self._lost(job, f"its worker {job.worker} died while the job ran{at}", dict(job.progress))
-            end_mlflow_runs(job, "FAILED")
+            end_mlflow_runs(job, "KILLED" if job.cancel_requested else "FAILED")
+            reason = f"its worker {job.worker} died while the job ran{at}"
+            if job.cancel_requested:
+                self.store.finish(
+                    job.id,
+                    CANCELLED,
+                    f"cancelled while running{at}; {reason}",
+                    progress=dict(job.progress),
+                    attempt=job.attempts,
+                )
+            else:
+                self._lost(job, reason, dict(job.progress))
             recovered.append(job.id)
         return recovered
+
+
+def _run_in_child(*arguments: Any) -> None:
+    """The job's process: ``child.run_job``, which its fork server has imported (this module does not
+    import it, or the service would load MLflow and scikit-learn to start a job it never runs)."""
+    from trainyard.service.child import run_job
+
+    run_job(*arguments)
 
 
 def end_mlflow_runs(job: JobRecord, status: str) -> list[str]:
