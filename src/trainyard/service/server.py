@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import threading
 from pathlib import Path
 
 from trainyard.errors import ConfigurationError
@@ -62,6 +63,9 @@ def serve(
     store = Store(store_url)
     pool = WorkerPool(store, Path(logs).resolve(), workers=workers, grace_s=grace_s)
     pool.start()  # before the server's threads: the fork server starts from a single thread
+    from trainyard.service.submission import preload
+
+    threading.Thread(target=preload, name="trainyard-preload", daemon=True).start()
     config = ServiceConfig(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
         max_body_bytes=max_body_bytes,
