@@ -79,3 +79,13 @@ def test_the_oldest_queued_job_is_claimed_first_and_lives_its_transitions(tmp_pa
 def test_on_postgresql_the_claim_skips_locked_rows() -> None:
     oldest = sa.select(JobRow.id).where(JobRow.status == "queued").limit(1).with_for_update(skip_locked=True)
     assert "FOR UPDATE SKIP LOCKED" in str(oldest.compile(dialect=postgresql.dialect()))
+
+
+def test_a_submit_answers_the_job_as_the_store_reads_it_back(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    config = {"job": {"KIND": "training", "model": {"params": {"max_iter": 20}}, "metrics": ["r2"]}}
+    job, created = store.submit("training", config, idempotency_key="k1", max_runtime_s=5.0, max_retries=1)
+    assert created and job == store.get(job.id)  # every field, the transitions too
+    again, created = store.submit("training", {"job": {}}, idempotency_key="k1")
+    assert not created and again == job == store.by_idempotency_key("k1")
+    assert store.get("no-such-job") is None and store.by_idempotency_key("no-such-key") is None
