@@ -143,11 +143,9 @@ class WorkerPool:
             self._start(job)
 
     def _start(self, job: JobRecord) -> None:
-        from trainyard.service.child import run_job
-
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=run_job,
+            target=_run_child,
             args=(job.id, job.config, str(self.log_path(job.id)), child_end),
             name=f"trainyard-job-{job.id[:8]}",
             daemon=False,
@@ -310,6 +308,14 @@ class WorkerPool:
             end_mlflow_runs(job, "FAILED")
             recovered.append(job.id)
         return recovered
+
+
+def _run_child(*args: Any) -> None:
+    """A job's process: ``child.run_job``, imported here, where the fork server has preloaded it (the
+    service's own process never imports the job libraries: about 10 s, and its GIL, at the first job)."""
+    from trainyard.service.child import run_job
+
+    run_job(*args)
 
 
 def end_mlflow_runs(job: JobRecord, status: str) -> list[str]:
