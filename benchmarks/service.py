@@ -96,12 +96,12 @@ elif mode == "block":  # the blocker: reads a named pipe nobody writes, so it ho
         while http.get(f"/jobs/{job_id}").json()["status"] == "queued":
             time.sleep(0.05)
     print(json.dumps({"id": job_id}))
-elif mode == "cancel":  # the blocker, then every queued job
+elif mode == "cancel":  # every queued job, then the blocker (its worker would start the next one)
     with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-        http.post(f"/jobs/{sys.argv[5]}/cancel")
         while jobs := http.get("/jobs", params={"status": "queued", "limit": 1000}).json()["jobs"]:
             for job in jobs:
                 http.post(f"/jobs/{job['id']}/cancel")
+        http.post(f"/jobs/{sys.argv[5]}/cancel")
         while http.get(f"/jobs/{sys.argv[5]}").json()["status"] == "running":
             time.sleep(0.05)
     print(json.dumps({}))
