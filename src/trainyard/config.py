@@ -21,9 +21,9 @@ OVERRIDES = "command-line overrides"
 class Layer:
     """One source of config values (a file or the overrides), its raw content, and the keys it removes."""
 
-    def __init__(self, origin: str, content: DictConfig, removals: tuple[str, ...] = ()) -> None:
+    def __init__(self, origin: str, content: DictConfig | None, removals: tuple[str, ...] = ()) -> None:
         self.origin = origin
-        self.content = content
+        self.content = content  # None: the one source of a whole document, it defines every value
         self.removals = removals  # dotted keys given as ~key: dropped from what the layers before set
 
     def defines(self, path: tuple[str | int, ...]) -> bool:
@@ -34,6 +34,8 @@ class Layer:
         """
         from omegaconf import DictConfig, OmegaConf
 
+        if self.content is None:
+            return True
         for depth in range(len(path), 0, -1):
             key = ".".join(str(part) for part in path[:depth])
             found = OmegaConf.select(self.content, key, default=_ABSENT, throw_on_resolution_failure=False)

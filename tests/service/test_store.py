@@ -116,3 +116,13 @@ def test_a_dead_services_job_is_recovered_only_once_its_child_is_gone(
     again = store.get(retried.id)
     assert again is not None and again.status == "queued" and again.process is None
     assert "retry 1 of 1: its worker" in (again.message or "")
+
+
+def test_a_submit_answers_the_job_as_the_store_reads_it_back(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    config = {"job": {"KIND": "training", "model": {"params": {"max_iter": 20}}, "metrics": ["r2"]}}
+    job, created = store.submit("training", config, idempotency_key="k1", max_runtime_s=5.0, max_retries=1)
+    assert created and job == store.get(job.id)  # every field, the transitions too
+    again, created = store.submit("training", {"job": {}}, idempotency_key="k1")
+    assert not created and again == job == store.by_idempotency_key("k1")
+    assert store.get("no-such-job") is None and store.by_idempotency_key("no-such-key") is None

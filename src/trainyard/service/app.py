@@ -131,6 +131,12 @@ def view(job: JobRecord, *, detail: bool = True) -> JobView:
     )  # fmt: skip
 
 
+def _json(job: JobView, status_code: int = 200) -> Response:
+    """A job's answer, serialized by pydantic at once (FastAPI would validate the view again, in a
+    thread of its pool, for an endpoint that returns the model)."""
+    return Response(job.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
 def _error(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
@@ -143,7 +149,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     )
     store = config.store
 
-    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> None:
+    async def authorized(  # async: no thread of the pool for a comparison
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> None:
         if config.token is None:
             return
         if credentials is None or not secrets.compare_digest(
@@ -230,20 +238,22 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise ConfigurationError(f"{ORIGIN}: the body is not JSON: {error}") from None
         key = idempotency_key
         if key is not None and (first := await run_in_threadpool(store.by_idempotency_key, key)):
-            return JSONResponse(view(first).model_dump(mode="json"), status_code=200)
+            return _json(view(first))
         if is_training_request(document):  # the training-job service's request, mapped onto a training job
             job_document, max_runtime_s = to_job(document, ORIGIN)
             max_retries = 0
         else:
             job_document, max_runtime_s, max_retries = _submission(document)
-        job = await run_in_threadpool(validate_job, job_document, config.roots)
-        record, created = await run_in_threadpool(
-            lambda: store.submit(
+
+        def validate_and_commit() -> tuple[JobRecord, bool]:  # one trip to the thread pool
+            job = validate_job(job_document, config.roots)
+            return store.submit(
                 job.KIND, job_document, idempotency_key=key, max_runtime_s=max_runtime_s,
                 max_retries=max_retries,
-            )
-        )  # fmt: skip
-        answer = JSONResponse(view(record).model_dump(mode="json"), status_code=202 if created else 200)
+            )  # fmt: skip
+
+        record, created = await run_in_threadpool(validate_and_commit)
+        answer = _json(view(record), status_code=202 if created else 200)
         if created and config.wake is not None:  # after the answer is made: it says what was committed
             config.wake()
         return answer
@@ -263,8 +273,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return JobList(total=total, limit=limit, offset=offset, jobs=[view(j, detail=False) for j in jobs])
 
     @app.get("/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=answers(401, 404, 422))
-    def get_job(job_id: str) -> JobView:
-        return view(found(job_id))
+    async def get_job(job_id: str) -> Response:
+        return _json(view(await run_in_threadpool(found, job_id)))
 
     @app.post(
         "/jobs/{job_id}/cancel", dependencies=guarded, status_code=202, response_model=JobView,

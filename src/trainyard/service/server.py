@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import threading
 from pathlib import Path
 
 from trainyard.errors import ConfigurationError
@@ -83,7 +84,9 @@ def serve(
     import uvicorn
 
     from trainyard.service.app import ServiceConfig, create_app
+    from trainyard.service.submission import preload
 
+    threading.Thread(target=preload, name="trainyard-preload", daemon=True).start()
     config = ServiceConfig(
         store=store, logs=pool.logs, roots=roots, token=token, wake=pool.wake, workers=pool.workers,
         max_body_bytes=max_body_bytes, mlflow_ui=page_mlflow_ui,

@@ -114,6 +114,28 @@ def _record(row: JobRow, transitions: list[TransitionRow] | None = None) -> JobR
     return JobRecord(**values, transitions=found)
 
 
+JOBS: sa.Table = JobRow.__table__  # type: ignore[assignment]
+TRANSITIONS: sa.Table = TransitionRow.__table__  # type: ignore[assignment]
+
+
+# Built once (a statement's construction costs more than SQLite's read of one job)
+_JOB_BY_ID = sa.select(JOBS).where(JOBS.c.id == sa.bindparam("job_id"))
+_JOB_BY_KEY = sa.select(JOBS).where(JOBS.c.idempotency_key == sa.bindparam("key"))
+_TRANSITIONS_OF = (
+    sa.select(TRANSITIONS.c.status, TRANSITIONS.c.step, TRANSITIONS.c.at)
+    .where(TRANSITIONS.c.job_id == sa.bindparam("job_id"))
+    .order_by(TRANSITIONS.c.id)
+)
+_INSERT_JOB = sa.insert(JOBS)
+_INSERT_TRANSITION = sa.insert(TRANSITIONS)
+
+
+def _with_transitions(connection: sa.Connection, row: sa.RowMapping) -> JobRecord:
+    """The record of a job's row, with its transitions read on the same connection."""
+    transitions = connection.execute(_TRANSITIONS_OF, {"job_id": row["id"]}).all()
+    return JobRecord(**row, transitions=[Transition(*t) for t in transitions])
+
+
 def absolute_store_url(url: str, folder: Path | None = None) -> str:
     """``url`` with a relative SQLite path made absolute against ``folder`` (default: the working one)."""
     prefix = "sqlite:///"
@@ -164,18 +186,20 @@ class Store:
     ) -> tuple[JobRecord, bool]:
         """Commit a new queued job; with a key already used, the first job instead. (job, created)."""
         now = time.time()
-        job_id = uuid.uuid4().hex
+        values: dict[str, Any] = {
+            "id": uuid.uuid4().hex, "kind": kind, "config": config, "status": QUEUED, "message": None,
+            "failure_reason": None, "error_type": None, "progress": {}, "metrics": {}, "run_id": None,
+            "model_version": None, "created_at": now, "started_at": None, "ended_at": None,
+            "idempotency_key": idempotency_key, "worker": None, "heartbeat_at": None,
+            "max_runtime_s": max_runtime_s, "max_retries": max_retries, "attempts": 0,
+            "cancel_requested": False,
+        }  # fmt: skip
         try:
-            with self._write() as session:
-                session.add(
-                    JobRow(
-                        id=job_id, kind=kind, config=config, status=QUEUED, progress={}, metrics={},
-                        created_at=now, idempotency_key=idempotency_key, max_runtime_s=max_runtime_s,
-                        max_retries=max_retries, attempts=0, cancel_requested=False,
-                    )
-                )  # fmt: skip
-                session.flush()  # the job first: PostgreSQL checks the transition's key at once
-                session.add(TransitionRow(job_id=job_id, status=QUEUED, step=None, at=now))
+            with self.engine.begin() as connection:  # the job first: PostgreSQL checks the key at once
+                connection.execute(_INSERT_JOB, values)
+                connection.execute(
+                    _INSERT_TRANSITION, {"job_id": values["id"], "status": QUEUED, "step": None, "at": now}
+                )
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -183,25 +207,21 @@ class Store:
             if first is None:
                 raise
             return first, False
-        created = self.get(job_id)
-        assert created is not None
-        return created, True
+        # what was committed, without reading it back
+        return JobRecord(**values, transitions=[Transition(QUEUED, None, now)]), True
 
     def by_idempotency_key(self, key: str) -> JobRecord | None:
-        with self._sessions() as session:
-            row = session.scalars(sa.select(JobRow).where(JobRow.idempotency_key == key)).first()
-            return self.get(row.id) if row is not None else None
+        with self.engine.connect() as connection:
+            row = connection.execute(_JOB_BY_KEY, {"key": key}).mappings().first()
+            return None if row is None else _with_transitions(connection, row)
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job with its transitions, oldest first (None: no such job)."""
-        with self._sessions() as session:
-            row = session.get(JobRow, job_id)
-            if row is None:
-                return None
-            transitions = session.scalars(
-                sa.select(TransitionRow).where(TransitionRow.job_id == job_id).order_by(TransitionRow.id)
-            ).all()
-            return _record(row, list(transitions))
+        # Core statements on one connection: the ORM's session and identity map cost more than the
+        # two reads (this is every status request's path)
+        with self.engine.connect() as connection:
+            row = connection.execute(_JOB_BY_ID, {"job_id": job_id}).mappings().first()
+            return None if row is None else _with_transitions(connection, row)
 
     def page(
         self, *, limit: int = 100, offset: int = 0, status: str | None = None, kind: str | None = None
