@@ -186,14 +186,12 @@ class Store:
     ) -> tuple[JobRecord, bool]:
         """Commit a new queued job; with a key already used, the first job instead. (job, created)."""
         now = time.time()
-        values: dict[str, Any] = {
-            "id": uuid.uuid4().hex, "kind": kind, "config": config, "status": QUEUED, "message": None,
-            "failure_reason": None, "error_type": None, "progress": {}, "metrics": {}, "run_id": None,
-            "model_version": None, "created_at": now, "started_at": None, "ended_at": None,
-            "idempotency_key": idempotency_key, "worker": None, "heartbeat_at": None,
-            "max_runtime_s": max_runtime_s, "max_retries": max_retries, "attempts": 0,
-            "cancel_requested": False,
-        }  # fmt: skip
+        values: dict[str, Any] = {column.key: None for column in JOBS.columns}  # a column added later too
+        values.update(
+            id=uuid.uuid4().hex, kind=kind, config=config, status=QUEUED, progress={}, metrics={},
+            created_at=now, idempotency_key=idempotency_key, max_runtime_s=max_runtime_s,
+            max_retries=max_retries, attempts=0, cancel_requested=False,
+        )  # fmt: skip
         try:
             with self.engine.begin() as connection:  # the job first: PostgreSQL checks the key at once
                 connection.execute(_INSERT_JOB, values)
