@@ -67,10 +67,35 @@ def main(argv: list[str]) -> int:
         _run(BIN / "trainyard", "example-data", "--out", "data")
         _run(BIN / "trainyard", "run", "confs/quickstart.yaml", *rest)
     elif task == "test":
+        _servers()
         return subprocess.run(
             [str(BIN / "python"), "-m", "pytest", *_workers(rest), *rest], cwd=ROOT
         ).returncode
     return 0
+
+
+def _servers() -> None:
+    """Debian's chromium and postgresql, which tests start on 127.0.0.1: installed with apt-get when
+    missing and this machine has it (as root, or with sudo); else those tests fail saying so."""
+    import glob
+    import shutil
+
+    if shutil.which("chromium") and glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return
+    apt = shutil.which("apt-get")
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    sudo = [] if root else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if apt is None or sudo is None:
+        print("note: chromium and postgresql are not installed: their tests will fail", flush=True)
+        return
+    print("installing Debian's chromium and postgresql for the tests that start them ...", flush=True)
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, apt, "update", "-qq"], env=environment, check=False)
+    subprocess.run(
+        [*sudo, apt, "install", "-y", "-qq", "--no-install-recommends", "chromium", "postgresql"],
+        env=environment,
+        check=False,
+    )
 
 
 def _workers(pytest_args: list[str]) -> list[str]:
