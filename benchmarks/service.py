@@ -32,12 +32,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _machine import describe  # benchmarks/ is on sys.path when a script here runs
+from _machine import (  # benchmarks/ is on sys.path when a script here runs
+    SERVICE_PACKAGES,
+    measure_in_scratch,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -161,15 +163,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--jobs", type=int, default=3)
     args = parser.parse_args()
-    load_at_start = os.getloadavg()
-    folder = Path(tempfile.mkdtemp(prefix="trainyard-service-bench-"))
-    try:
-        results = _measure(folder, args)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    results["machine"] = describe(load_at_start, ("mlflow", "fastapi", "uvicorn", "sqlalchemy", "httpx"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results = measure_in_scratch(
+        lambda folder: _measure(folder, args), "trainyard-service-bench-", RESULTS, SERVICE_PACKAGES
+    )
     print(_table(results))
     return 0
 

@@ -25,17 +25,18 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _machine import describe  # benchmarks/ is on sys.path when a script here runs
+from _machine import (  # benchmarks/ is on sys.path when a script here runs
+    SERVICE_PACKAGES,
+    measure_in_scratch,
+)
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -81,15 +82,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    load_at_start = os.getloadavg()
-    folder = Path(tempfile.mkdtemp(prefix="trainyard-burst-bench-"))
-    try:
-        results = _measure(folder, args)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    results["machine"] = describe(load_at_start, ("mlflow", "fastapi", "uvicorn", "sqlalchemy", "httpx"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results = measure_in_scratch(
+        lambda folder: _measure(folder, args), "trainyard-burst-bench-", RESULTS, SERVICE_PACKAGES
+    )
     print(_table(results))
     return 0 if results["audit"]["ok"] else 1
 
