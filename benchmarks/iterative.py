@@ -1,13 +1,13 @@
 """Benchmark: the overhead of a checkpoint every epoch on a 50-epoch training.
 
-    .venv/bin/python benchmarks/iterative.py [--epochs 50] [--repeats 3]
+    .venv/bin/python benchmarks/iterative.py [--epochs 50] [--repeats 3] [--copies 100]
 
-Set-up (untimed), in a temporary folder: the diabetes example rows repeated 100 times with a little
-noise (44 200 rows), so that an epoch of an MLPRegressor (64, 64) takes about 0.2 s. Then,
+Set-up (untimed), in a temporary folder: the diabetes example rows repeated 100 times (``--copies``)
+with a little noise (44 200 rows), so that an epoch of an MLPRegressor (64, 64) takes 0.1 to 0.3 s. Then,
 interleaved (A, B, A, B, ...), each a fresh process `trainyard run`:
   plain        job.epochs: {count: 50}
   checkpoints  job.epochs: {count: 50, checkpoint: {every: 1, keep_last: 2}} (50 logged models, 48
-               deleted), written on the background thread
+               deleted), written by the writer process (a thread on a one-core machine)
   inline       the same with checkpoint.background: false (written in the training thread)
 Each is timed as its "fit in epochs" phase (the MLflow run's time from its first to its last
 epoch_time point, plus the first epoch), as the whole process, and by the process's CPU time
@@ -49,14 +49,14 @@ CONFIG = """job:
 """
 
 
-def write_data(folder: Path) -> None:
+def write_data(folder: Path, copies: int = 100) -> None:
     import numpy as np
     import pandas as pd
     from sklearn.datasets import load_diabetes
 
     frame = load_diabetes(as_frame=True).frame
     rng = np.random.default_rng(0)
-    large = pd.concat([frame] * 100, ignore_index=True)
+    large = pd.concat([frame] * copies, ignore_index=True)
     large.iloc[:, :-1] += rng.normal(0, 0.005, size=(len(large), frame.shape[1] - 1))
     (folder / "data").mkdir()
     large.to_csv(folder / "data" / "large.csv", index=False)
@@ -78,6 +78,7 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=100, help="copies of the diabetes rows")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load = os.getloadavg()
@@ -91,7 +92,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_data(folder)
+        write_data(folder, args.copies)
         env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
         for repeat in range(args.repeats):
             for name, epochs in variants.items():
@@ -125,6 +126,7 @@ def main() -> None:
     per_epoch = medians["plain"]["training"] / args.epochs
     results: dict[str, Any] = {
         "epochs": args.epochs,
+        "rows": 442 * args.copies,
         "repeats": args.repeats,
         "seconds": times,
         "medians": medians,

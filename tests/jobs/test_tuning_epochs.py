@@ -71,16 +71,37 @@ def test_a_pruner_stops_bad_trials_mid_training_and_their_runs_say_after_which_e
         assert curve[-1].value == pytest.approx(trial.value), "a trial's score is its last epoch's"
 
 
-def test_tuning_in_epochs_refuses_a_model_that_cannot_learn_in_steps(
-    workdir: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("estimator", "space", "expected"),
+    [
+        (
+            "KNeighborsRegressor",
+            "{n_neighbors: [3, 5]}",
+            "job: epochs: KNeighborsRegressor cannot learn in steps",
+        ),
+        (
+            "RandomForestRegressor",
+            "{n_estimators: [10, 50], max_depth: [2, 4]}",
+            "searcher.space.n_estimators: in epochs, RandomForestRegressor's n_estimators is set by the "
+            "epochs",
+        ),
+    ],
+)
+def test_tuning_in_epochs_refuses_a_model_that_cannot_learn_in_steps_or_a_space_of_what_they_grow(
+    workdir: Path,
+    tracking_uri: str,
+    capsys: pytest.CaptureFixture[str],
+    estimator: str,
+    space: str,
+    expected: str,
 ) -> None:
     text = CONFIG.replace("PRUNER", "{KIND: median}").replace(
-        "{eta0: 'tag(log, interval(1e-7, 1e-2))'}", "{n_neighbors: [3, 5]}"
+        "{eta0: 'tag(log, interval(1e-7, 1e-2))'}", space
     )
     config = write_config(workdir, text)
-    assert main(["run", config, "job.model.estimator=KNeighborsRegressor", "~job.model.params"]) == 2
+    assert main(["run", config, f"job.model.estimator={estimator}", "~job.model.params"]) == 2
     err = capsys.readouterr().err
-    assert "job: epochs: KNeighborsRegressor cannot learn in steps" in err and "Traceback" not in err
+    assert expected in err and "Traceback" not in err
 
 
 def test_a_classifier_is_tuned_in_epochs_with_every_class_given_to_its_first_epoch(

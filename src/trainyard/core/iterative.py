@@ -52,8 +52,9 @@ class Checkpoint(Component):
     keep_best: bool = Field(True, description="Also keep the checkpoint with the best validation metric.")
     background: bool = Field(
         True,
-        description="Write checkpoints (and the epochs' metrics) on a background thread while the next "
-        "epochs train, in order, joined before the job ends; false: in the training thread.",
+        description="Write checkpoints (and the epochs' metrics) while the next epochs train, in order, "
+        "joined before the job ends: in a writer process on another core (a thread on a one-core "
+        "machine); false: in the training thread.",
     )
 
 
@@ -106,6 +107,26 @@ def how_it_learns(estimator: str) -> str | None:
             if klass.__name__.startswith(prefix):
                 return parameter
     return None
+
+
+def grown_parameter(estimator: str) -> str | None:
+    """The parameter that the epochs set on ``estimator`` (its size: trees, iterations, rounds), or
+    None for a model that learns by partial_fit or fit_epoch."""
+    how = how_it_learns(estimator)
+    if how == BOOST:
+        return "n_estimators"
+    return None if how in (None, PARTIAL_FIT, OWN) else how
+
+
+def check_space_in_epochs(estimator: str, space: dict[str, Any]) -> None:
+    """Raise a ValueError when a tuning space in epochs searches the parameter the epochs set."""
+    grown = grown_parameter(estimator)
+    if grown is not None and grown in space:
+        raise ValueError(
+            f"searcher.space.{grown}: in epochs, {estimator}'s {grown} is set by the epochs (epochs.grow "
+            f"members an epoch, for epochs.count epochs; a pruner stops a trial sooner), so searching it "
+            "has no effect: remove it from the space"
+        )
 
 
 def estimators_in_steps() -> list[str]:

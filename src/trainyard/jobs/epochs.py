@@ -11,10 +11,10 @@ from trainyard.core.iterative import Best, EpochLearner, Epochs, checkpoints_to_
 from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.models import SklearnModel
 from trainyard.errors import TrainingJobError
-from trainyard.io.checkpoints import EpochWriter
 from trainyard.io.savers import SklearnSaver
 from trainyard.records import BEST_EPOCH_TAG, FINAL_EPOCH_TAG, STOPPED_EPOCH_TAG
 from trainyard.runtime.cancellation import Cancellation
+from trainyard.runtime.epoch_writer import EpochWriter, Where
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,7 @@ class Outcome:
 
 class EpochTraining:
     """Trains ``model`` for ``epochs`` into the MLflow run ``run_id``; its writes go through an
-    ``EpochWriter`` (io/checkpoints.py), on a background thread unless ``background`` is False.
+    ``EpochWriter`` (runtime/epoch_writer.py), where ``where`` says (a writer process, a thread, inline).
 
     Every epoch logs each metric on the validation rows (``rmse``) and on the train rows
     (``train_rmse``), and ``epoch_time``, at ``step=epoch`` (from 1), with the epochs done as a tag,
@@ -75,7 +75,7 @@ class EpochTraining:
         signer: SignerKind,
         cancellation: Cancellation,
         run_id: str,
-        background: bool = True,
+        where: Where = "thread",
     ) -> None:
         self.epochs = epochs
         self.metrics = metrics
@@ -91,7 +91,7 @@ class EpochTraining:
         self.overall = Best(self.monitored.direction)  # among all epochs
         self._checkpointed: list[int] = []  # the epochs of the checkpoints kept
         self._best_copy: tuple[int, bytes] | None = None  # the best checkpoint's model, pickled
-        self.background = background
+        self.where = where
         self._signature: ModelSignature | None = None
         self._labels: list[Any] | None = None
 
@@ -122,7 +122,7 @@ class EpochTraining:
             return self._signature
 
         writer = EpochWriter(
-            self.run_id, self.saver, signature, resumed.checkpoints if resumed else None, self.background
+            self.run_id, self.saver, signature, resumed.checkpoints if resumed else None, self.where
         )
         try:
             last, stopped, fit_time, deleted = self._loop(writer, learner, model, rows, first, quiet_until)

@@ -28,6 +28,7 @@ from trainyard.jobs.epochs import EpochTraining, Rows
 from trainyard.jobs.resuming import Resumption, find_resumption, resume_hash
 from trainyard.jobs.supervised import SupervisedJob
 from trainyard.records import EPOCHS_TAG, RESUME_HASH_TAG, TEST_ROWS_TAG, TRAINER_TAG, worker_token
+from trainyard.runtime.epoch_writer import where_to_write
 from trainyard.runtime.threads import AUTO, NativeThreads, Threads
 from trainyard.tuning.tuned import load_tuned_params
 
@@ -159,7 +160,10 @@ class TrainingJob(SupervisedJob):
             else:
                 with self.step("fit in epochs") as step:
                     rows = Rows(inputs_train, targets_train, inputs_test, targets_test)
-                    background = self.epochs.checkpoint is None or self.epochs.checkpoint.background
+                    checkpoint = self.epochs.checkpoint
+                    where = where_to_write(
+                        checkpoint is not None, checkpoint is None or checkpoint.background
+                    )
                     training = EpochTraining(
                         self.epochs,
                         self.metrics,
@@ -167,7 +171,7 @@ class TrainingJob(SupervisedJob):
                         self.signer,
                         self.cancellation,
                         run.info.run_id,
-                        background,
+                        where,
                     )
                     outcome = training.train(model, rows, targets, resumed)
                     model = model.with_pipeline(outcome.pipeline)

@@ -23,6 +23,7 @@ from trainyard.core.iterative import (
     EpochLearner,
     TrialEpochs,
     check_learns_in_steps,
+    check_space_in_epochs,
     how_it_learns,
     own_needs_epochs,
 )
@@ -132,6 +133,7 @@ class TuningJob(SupervisedJob):
         check_space(self.model, self.searcher.space, at=("searcher", "space"))
         if self.epochs is not None:
             check_learns_in_steps(self.model.estimator)
+            check_space_in_epochs(self.model.estimator, self.searcher.space)
         elif how_it_learns(self.model.estimator) == OWN:
             raise ValueError(own_needs_epochs(self.model.estimator))
         return self

@@ -1,4 +1,5 @@
-"""Processes Trainyard starts: how many cores they may use, and a child's life tied to its parent's."""
+"""Processes Trainyard starts: how many cores they may use, a child's life tied to its parent's, and
+the main of a writer process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, NoReturn
 
 
 def usable_cores() -> int:
@@ -88,3 +90,19 @@ def parent_death_tie(signum: int = signal.SIGKILL) -> Callable[[int], None]:
             os._exit(0)
 
     return tie
+
+
+def serve_as_writer(serve: Callable[[int, IO[bytes], IO[bytes]], int]) -> NoReturn:
+    """The main of a writer process started as ``python -m MODULE JOB_PID``: ``serve(job_pid,
+    requests, answers)`` on stdin and stdout, then exit with its code.
+
+    The answers get a descriptor of their own; what is printed (MLflow prints run URLs when runs end
+    on a tracking server) goes to stderr instead of corrupting them. The exit skips the teardown of
+    the modules (a second long): everything is written and committed by then.
+    """
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    code = serve(int(sys.argv[1]), sys.stdin.buffer, answers)
+    answers.flush()
+    os._exit(code)

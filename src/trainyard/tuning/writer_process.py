@@ -455,13 +455,7 @@ def _draw_a_tiny_study() -> None:
 
 
 if __name__ == "__main__":  # messages must unpickle as this module's classes, not __main__'s
+    from trainyard.runtime.processes import serve_as_writer
     from trainyard.tuning.writer_process import serve as serve_from_module
 
-    # The replies get a descriptor of their own; what is printed (MLflow prints run URLs when runs end
-    # on a tracking server) goes to stderr instead of corrupting them.
-    replies_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    code = serve_from_module(int(sys.argv[1]), sys.stdin.buffer, replies_out)
-    replies_out.flush()
-    os._exit(code)  # everything is written and committed: skip the second-long teardown of the modules
+    serve_as_writer(serve_from_module)
