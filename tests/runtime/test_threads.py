@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from threadpoolctl import threadpool_info
@@ -25,7 +26,14 @@ from trainyard.cli import main
 from trainyard.config import load_settings
 from trainyard.records import worker_token
 from trainyard.runtime.processes import usable_cores
-from trainyard.runtime.threads import AUTO, REMEMBER_SECONDS, NativeThreads, choose, threads_per_fit
+from trainyard.runtime.threads import (
+    AUTO,
+    REMEMBER_SECONDS,
+    SMALL_FIT_CELLS,
+    NativeThreads,
+    choose,
+    threads_per_fit,
+)
 from trainyard.tuning.studies import running_on_this_host
 
 HGB = "job.model={KIND: sklearn, estimator: HistGradientBoostingRegressor, params: {max_iter: 10, random_state: 0}}"
@@ -53,6 +61,12 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def tables_not_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example tables count as large: the cores rule decides alone."""
+    monkeypatch.setattr("trainyard.runtime.threads.SMALL_FIT_CELLS", 0)
+
+
+@pytest.fixture
 def fits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, int]]]]:
     """Every HistGradientBoostingRegressor fit of the test: its thread and the pools it ran with."""
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -74,6 +88,32 @@ def fits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, 
 )
 def test_the_rule_divides_the_cores_among_the_fits_at_once(cores: int, at_once: int, expected: int) -> None:
     assert threads_per_fit(cores, at_once) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "cells", "expected"),
+    [(AUTO, 99_999, 1), (AUTO, SMALL_FIT_CELLS, 2), (AUTO, None, 2), (2, 10, 2), (3, 10, 3)],
+)
+def test_a_small_table_is_fitted_on_one_thread_unless_told(
+    setting: int | Literal["auto"], cells: int | None, expected: int
+) -> None:
+    choice = choose(setting, 2, 1, cells=cells)
+    assert choice.threads == expected
+    assert ("a small table" in choice.describe("fit")) == (expected == 1)
+
+
+def test_the_training_job_fits_a_small_table_on_one_thread(
+    workdir: Path, tracking_uri: str, two_cores: None, fits: list, capsys: pytest.CaptureFixture[str]
+) -> None:
+    needs_pools_of_two_threads()
+    assert main(["run", str(CONFS / "quickstart.yaml")]) == 0
+    assert [seen for _, seen in fits] == [{"openmp": 1, "blas": 1}]
+    err = capsys.readouterr().err
+    assert "native threads: 2 per fit (2 cores; set job.threads to change)" in err
+    assert (
+        "native threads: now 1 per fit (2 cores, a small table: 3,310 cells, fewer than 100,000; "
+        "set job.threads to change)" in err
+    )
 
 
 def test_the_choice_counts_the_trials_of_other_workers_and_keeps_a_number_given() -> None:
@@ -157,7 +197,12 @@ def test_a_running_search_steps_down_when_another_worker_starts_and_back_up_when
 
 
 def test_the_training_job_uses_every_core_unless_told(
-    workdir: Path, tracking_uri: str, two_cores: None, fits: list, capsys: pytest.CaptureFixture[str]
+    workdir: Path,
+    tracking_uri: str,
+    two_cores: None,
+    tables_not_small: None,
+    fits: list,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     needs_pools_of_two_threads()
     assert main(["run", str(CONFS / "quickstart.yaml")]) == 0
@@ -203,6 +248,9 @@ def test_workers_counted_are_the_other_live_ones_of_this_host(workdir: Path) -> 
 
 def test_auto_keeps_pools_the_environment_made_smaller(workdir: Path) -> None:
     config = tuning(workdir, SEARCHER)
+    data = workdir / "data" / "diabetes.csv"  # a table large enough for more than one thread
+    header, *rows = data.read_text().splitlines()
+    data.write_text("\n".join([header, *rows * 40]) + "\n")
     done = subprocess.run(
         [sys.executable, "-m", "trainyard.cli", "run", config, HGB, "job.searcher.n_trials=1"],
         cwd=workdir,

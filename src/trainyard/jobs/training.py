@@ -129,7 +129,7 @@ class TrainingJob(SupervisedJob):
         )
         with (
             self.tracked_run(tags, run_id, every) as run,
-            NativeThreads(self.threads, unit="fit"),
+            NativeThreads(self.threads, unit="fit") as threads,
         ):
             model = self.model
             if model.params_from is not None:
@@ -150,6 +150,7 @@ class TrainingJob(SupervisedJob):
                 inputs_train, inputs_test = inputs.iloc[train_index], inputs.iloc[test_index]
                 targets_train, targets_test = targets.iloc[train_index], targets.iloc[test_index]
                 step.note(f"train {inputs_train.shape}, test {inputs_test.shape}")
+                threads.sized(*inputs_train.shape)
                 mlflow.log_params({"data.train_rows": len(train_index), "data.test_rows": len(test_index)})
             if self.epochs is None:
                 with self.step("fit"):

@@ -345,7 +345,10 @@ class TuningJob(SupervisedJob):
         with (
             # each trial's threads: the cores shared by this job's trials and other workers' trials
             NativeThreads(
-                self.threads, executor.at_once, elsewhere=partial(running_on_this_host, study)
+                self.threads,
+                executor.at_once,
+                elsewhere=partial(running_on_this_host, study),
+                cells=max(len(train) for train, _ in folds) * inputs.shape[1],
             ) as threads,
             TrialProgress(
                 study, budget, self.objective, self.metrics, "epoch" if self.epochs else "fold"

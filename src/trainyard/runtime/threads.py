@@ -48,6 +48,11 @@ def _threads_setting(value: object) -> object:
 Threads = Annotated[
     Annotated[int, annotated_types.Ge(1)] | Literal["auto"], BeforeValidator(_threads_setting)
 ]
+# Fits of fewer cells (train rows x input columns) run on one native thread under auto: the threads'
+# start and their barriers cost more than they share. A HistGradientBoosting fit of 331 x 10 took
+# 0.04 s on one thread, 0.06 s on two, 0.5 s on two waiting asleep (the service's jobs) and 0.3 to 57 s
+# on two among busy cores; the two-thread fit pays only from about 10,000 x 10 on an idle machine.
+SMALL_FIT_CELLS = 100_000
 RECOUNT_SECONDS = 1.0  # how often a running search counts the other workers' trials (a storage read)
 # A worker seen running a trial counts this long after: between two of its trials it runs none.
 REMEMBER_SECONDS = 5.0
@@ -73,6 +78,7 @@ class Choice:
     workers: int = 0  # those other workers
     setting: int | Literal["auto"] = AUTO
     kept_by: str = ""  # what keeps a pool below ``threads`` (the environment), if anything
+    cells: int | None = None  # the cells of each fit's table, when one thread was chosen for them
 
     def describe(self, unit: str = "trial") -> str:
         """E.g. ``1 per trial (2 cores, 2 trials at once on this host: 1 here, 1 by another worker;
@@ -87,6 +93,8 @@ class Choice:
             facts.append(counted)
         if self.setting != AUTO and self.threads * at_once > self.cores:
             facts.append("more threads than cores")
+        if self.cells is not None:
+            facts.append(f"a small table: {self.cells:,} cells, fewer than {SMALL_FIT_CELLS:,}")
         if self.kept_by:
             facts.append(self.kept_by)
         how = "set job.threads to change" if self.setting == AUTO else "as job.threads says"
@@ -94,14 +102,28 @@ class Choice:
 
 
 def choose(
-    setting: int | Literal["auto"], cores: int, here: int, elsewhere: Mapping[str, int] | None = None
+    setting: int | Literal["auto"],
+    cores: int,
+    here: int,
+    elsewhere: Mapping[str, int] | None = None,
+    cells: int | None = None,
 ) -> Choice:
     """The threads of each fit: ``setting`` when it is a number, else the rule for ``here`` fits in
-    this process and ``elsewhere`` (worker -> its running fits) on the rest of the host."""
+    this process and ``elsewhere`` (worker -> its running fits) on the rest of the host, and one
+    for a table of fewer than SMALL_FIT_CELLS ``cells``."""
     running = dict(elsewhere or {})
     at_once = here + sum(running.values())
     threads = setting if isinstance(setting, int) else threads_per_fit(cores, at_once)
-    return Choice(threads, cores, here, sum(running.values()), len(running), setting)
+    small = setting == AUTO and cells is not None and cells < SMALL_FIT_CELLS and threads > 1
+    return Choice(
+        1 if small else threads,
+        cores,
+        here,
+        sum(running.values()),
+        len(running),
+        setting,
+        cells=cells if small else None,
+    )
 
 
 class NativeThreads:
@@ -128,12 +150,15 @@ class NativeThreads:
         cores: int | None = None,
         unit: str = "trial",
         clock: Callable[[], float] = time.monotonic,
+        cells: int | None = None,
     ) -> None:
 
         self.setting = setting
         self.here = here
         self.cores = cores if cores is not None else processes.usable_cores()
         self.unit = unit
+        self.cells = cells  # of each fit's table, where known (see SMALL_FIT_CELLS)
+        self._resized = False  # the cells changed: choose again at the next fit
         self._elsewhere = elsewhere if setting == AUTO else None
         self._clock = clock
         self._lock = threading.Lock()
@@ -143,7 +168,7 @@ class NativeThreads:
         self._controller: ThreadpoolController | None = None
         self._restore: Any = None
         self._caps: dict[str, int] = {}  # user API -> the smallest pool size it had at the start
-        self.choice = choose(setting, self.cores, here)
+        self.choice = choose(setting, self.cores, here, cells=cells)
 
     def __enter__(self) -> NativeThreads:
         from threadpoolctl import ThreadpoolController
@@ -165,13 +190,21 @@ class NativeThreads:
             self._restore = None
         self._controller = None
 
+    def sized(self, rows: int, columns: int) -> None:
+        """The table the fits learn from is known (``rows`` x ``columns``): choose again (a change is
+        logged) and set this thread's pools."""
+        with self._lock:
+            self.cells, self._resized = rows * columns, True
+        self.before_fit()
+
     def before_fit(self) -> int:
         """Set this thread's pools for the fit it starts; the threads it may use."""
         if self._controller is None:
             return self.choice.threads
         with self._lock:
             previous = self.choice
-            self.choice = self._count()
+            self.choice = self._count(force=self._resized)
+            self._resized = False
             if self.choice.threads != previous.threads:
                 blas = self._limits(self.choice.threads).get("blas", self.choice.threads)
                 self._controller.limit(limits=blas, user_api="blas")  # one limit for the process
@@ -187,7 +220,11 @@ class NativeThreads:
         """The choice, with the other workers counted again when that is due. Call with the lock held."""
         now = self._clock()
         if self._elsewhere is None:
-            return self._kept(choose(self.setting, self.cores, self.here)) if force else self.choice
+            return (
+                self._kept(choose(self.setting, self.cores, self.here, cells=self.cells))
+                if force
+                else self.choice
+            )
         if now < self._next_count and not force:
             return self.choice
         self._next_count = now + RECOUNT_SECONDS
@@ -199,7 +236,8 @@ class NativeThreads:
         for worker, fits in running.items():
             self._seen[worker] = (now, fits)
         self._seen = {w: seen for w, seen in self._seen.items() if now - seen[0] <= REMEMBER_SECONDS}
-        choice = choose(self.setting, self.cores, self.here, {w: n for w, (_, n) in self._seen.items()})
+        seen = {w: n for w, (_, n) in self._seen.items()}
+        choice = choose(self.setting, self.cores, self.here, seen, self.cells)
         return self._kept(choice)
 
     def _kept(self, choice: Choice) -> Choice:
