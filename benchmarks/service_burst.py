@@ -182,11 +182,11 @@ def _measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
                 counts = service.metrics()
                 if counts and counts["completed"] - 1 >= threshold and counts["running"]:
                     break
-                if counts and counts["completed"] - 1 >= args.jobs:
+                if counts and _ended(counts) >= args.jobs:
                     break  # all done already: no job left to kill the service under
                 time.sleep(0.02)
-            if counts and counts["completed"] - 1 >= args.jobs:
-                print(f"kill {kill + 1}: not done, every job had completed", flush=True)
+            if counts and _ended(counts) >= args.jobs:
+                print(f"kill {kill + 1}: not done, every job had ended", flush=True)
                 break
             service.kill_and_restart()
             print(
@@ -211,6 +211,11 @@ def _measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         "accepted": len(accepted), "refused": refused, "submits_sent_again": resent,
         "downtime_s": service.downtime, "audit": audit, **timing,
     }  # fmt: skip
+
+
+def _ended(counts: dict[str, int]) -> int:
+    """The burst's jobs in a final state (the warm-up job is one of the completed)."""
+    return counts["completed"] + counts["failed"] + counts["cancelled"] - 1
 
 
 def _client(folder: Path, url: str, first: int, count: int, retries: int) -> None:

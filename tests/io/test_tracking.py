@@ -19,6 +19,11 @@ def _schema_version(path: Path) -> str:
         return str(connection.execute("select version_num from alembic_version").fetchone()[0])
 
 
+def _journal_mode(path: Path) -> str:
+    with sqlite3.connect(path) as connection:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+
 def _default_experiment_folder(uri: str) -> str:
     return MlflowClient(uri).get_experiment("0").artifact_location
 
@@ -38,6 +43,7 @@ def test_new_stores_are_copied_from_one_migrated_template(
     for name in ("one", "two"):
         store = tmp_path / name / "mlflow.db"
         assert _schema_version(store) == _schema_version(template)
+        assert _journal_mode(store) == "wal", "writers at once never fail on a reader's lock"
         assert _default_experiment_folder(f"sqlite:///{store}").startswith(str(tmp_path / name))
     client = MlflowClient(f"sqlite:///{tmp_path / 'two' / 'mlflow.db'}")
     run = client.create_run(client.create_experiment("e"))
@@ -54,6 +60,7 @@ def test_without_a_usable_cache_the_store_is_migrated_in_place(
     assert store_template() is None
     _create_sqlite_store_once(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()[0].name == "Default"
+    assert _journal_mode(tmp_path / "mlflow.db") == "wal"
 
 
 @pytest.mark.parametrize("config", ["quickstart.yaml", "tuning.yaml"])

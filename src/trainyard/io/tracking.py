@@ -264,7 +264,12 @@ def _create_sqlite_store_once(uri: str) -> None:
     """Create a new SQLite store under a file lock: workers started together must not all migrate it.
 
     MLflow builds a new store by running its schema migrations (about 1.3 s); the result is the same
-    for every store of one MLflow version, so it is built once per machine and copied (0.04 s).
+    for every store of one MLflow version, so it is built once per machine and copied (0.04 s). The
+    store is made in WAL mode: jobs that write it at once (the service's workers, parallel tuning
+    workers, a resume beside a run) then never fail on a reader's lock. In SQLite's default journal
+    a reader blocks the writers, and a read that turns into a write fails at once if another writer
+    waits: 22 of 200 service jobs failed with "database is locked" when they ran 0.5 s each, two at a
+    time, while the service was SIGKILLed and recovered theirs.
     """
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or Path(uri.removeprefix(prefix)).exists():
@@ -282,8 +287,21 @@ def _create_sqlite_store_once(uri: str) -> None:
             if template is not None:
                 partial = path.with_name(f".{path.name}.{os.getpid()}")
                 shutil.copyfile(template, partial)
+                _write_ahead_log(partial)
                 os.replace(partial, path)
         MlflowClient(uri).search_experiments(max_results=1)  # migrates (no template) and adds Default
+        _write_ahead_log(path)
+
+
+def _write_ahead_log(path: Path) -> None:
+    """Put the SQLite database at ``path`` in WAL mode (kept in the file: every later connection has it)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as error:  # in use in the default journal already: it keeps working so
+        get_logger().debug("the MLflow store %s stays in its journal mode: %s", path, error)
 
 
 def store_template() -> Path | None:
