@@ -32,6 +32,7 @@ from trainyard.runtime.threads import (
     SMALL_FIT_CELLS,
     NativeThreads,
     choose,
+    share_cores_among_jobs,
     threads_per_fit,
 )
 from trainyard.tuning.studies import running_on_this_host
@@ -263,3 +264,19 @@ def test_auto_keeps_pools_the_environment_made_smaller(workdir: Path) -> None:
     cores = usable_cores()
     kept = f"{cores} by the rule but kept at 1 by OMP_NUM_THREADS=1" if cores > 1 else "1 trial at once;"
     assert f"native threads: 1 per trial ({cores} core" in done.stderr and kept in done.stderr, done.stderr
+
+
+def test_the_service_shares_the_cores_out_among_its_jobs(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job of a service with 2 workers gets half the cores; a number given stays as given."""
+    monkeypatch.setattr("trainyard.runtime.threads._jobs_at_once", 1)
+    share_cores_among_jobs(2)
+    choice = NativeThreads(AUTO, unit="fit", cells=SMALL_FIT_CELLS).choice
+    assert choice.threads == 1
+    assert choice.describe("fit") == (
+        "1 per fit (1 core of this job's share: 2 jobs at once in the service; set job.threads to change)"
+    )
+    assert NativeThreads(2, unit="fit").choice.threads == 2
+    share_cores_among_jobs(1)
+    assert NativeThreads(AUTO, unit="fit", cells=SMALL_FIT_CELLS).choice.threads == 2

@@ -62,6 +62,16 @@ _ENVIRONMENT = {  # variables that set a pool's size when the library loads
 }
 
 
+_jobs_at_once = 1  # the jobs this process shares the host's cores with, itself included
+
+
+def share_cores_among_jobs(jobs: int) -> None:
+    """This process is one of ``jobs`` that run at once on this host (the job service's workers):
+    under auto, its fits get ``1 / jobs`` of the usable cores."""
+    global _jobs_at_once
+    _jobs_at_once = max(1, jobs)
+
+
 def threads_per_fit(cores: int, fits_at_once: int) -> int:
     """The rule: the cores divided among the fits running at once on this host, at least one each."""
     return max(1, cores // max(1, fits_at_once))
@@ -79,12 +89,15 @@ class Choice:
     setting: int | Literal["auto"] = AUTO
     kept_by: str = ""  # what keeps a pool below ``threads`` (the environment), if anything
     cells: int | None = None  # the cells of each fit's table, when one thread was chosen for them
+    jobs: int = 1  # the jobs at once whose share of the host's cores ``cores`` is (the service's workers)
 
     def describe(self, unit: str = "trial") -> str:
         """E.g. ``1 per trial (2 cores, 2 trials at once on this host: 1 here, 1 by another worker;
         set job.threads to change)``; ``unit`` is what runs at once (``trial``, ``fit``)."""
         at_once = self.here + self.elsewhere
         facts = [f"{self.cores} core{'s' * (self.cores != 1)}"]
+        if self.jobs > 1:
+            facts[0] += f" of this job's share: {self.jobs} jobs at once in the service"
         if at_once > 1 or unit == "trial":
             counted = f"{at_once} {unit}{'s' * (at_once != 1)} at once"
             if self.workers:
@@ -155,7 +168,8 @@ class NativeThreads:
 
         self.setting = setting
         self.here = here
-        self.cores = cores if cores is not None else processes.usable_cores()
+        self.cores = cores if cores is not None else max(1, processes.usable_cores() // _jobs_at_once)
+        self.jobs = _jobs_at_once if cores is None else 1
         self.unit = unit
         self.cells = cells  # of each fit's table, where known (see SMALL_FIT_CELLS)
         self._resized = False  # the cells changed: choose again at the next fit
@@ -168,7 +182,7 @@ class NativeThreads:
         self._controller: ThreadpoolController | None = None
         self._restore: Any = None
         self._caps: dict[str, int] = {}  # user API -> the smallest pool size it had at the start
-        self.choice = choose(setting, self.cores, here, cells=cells)
+        self.choice = self._shared(choose(setting, self.cores, here, cells=cells))
 
     def __enter__(self) -> NativeThreads:
         from threadpoolctl import ThreadpoolController
@@ -221,7 +235,7 @@ class NativeThreads:
         now = self._clock()
         if self._elsewhere is None:
             return (
-                self._kept(choose(self.setting, self.cores, self.here, cells=self.cells))
+                self._kept(self._shared(choose(self.setting, self.cores, self.here, cells=self.cells)))
                 if force
                 else self.choice
             )
@@ -238,7 +252,10 @@ class NativeThreads:
         self._seen = {w: seen for w, seen in self._seen.items() if now - seen[0] <= REMEMBER_SECONDS}
         seen = {w: n for w, (_, n) in self._seen.items()}
         choice = choose(self.setting, self.cores, self.here, seen, self.cells)
-        return self._kept(choice)
+        return self._kept(self._shared(choice))
+
+    def _shared(self, choice: Choice) -> Choice:
+        return replace(choice, jobs=self.jobs) if self.jobs > 1 else choice
 
     def _kept(self, choice: Choice) -> Choice:
         """``choice`` as the pools will have it: auto keeps a pool the environment made smaller."""

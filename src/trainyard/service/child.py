@@ -50,6 +50,7 @@ from trainyard.errors import JobCancelledError, TrainyardError
 from trainyard.jobs.base import describe
 from trainyard.records import SERVICE_JOB_TAG
 from trainyard.runtime.signals import cancel_on_signals
+from trainyard.runtime.threads import share_cores_among_jobs
 from trainyard.service.progress import advance, completed
 from trainyard.service.store import Store
 from trainyard.service.submission import validate_job
@@ -92,9 +93,12 @@ def run_job(
     conn: Any,
     store_url: str | None = None,
     attempt: int | None = None,
+    jobs_at_once: int = 1,
 ) -> None:
     """Run the job of ``document`` here, its output into ``log_path``, its news into ``conn``; with
-    ``store_url``, its own end (completed, or failed by its error) into the store, for ``attempt``."""
+    ``store_url``, its own end (completed, or failed by its error) into the store, for ``attempt``.
+    ``jobs_at_once``: the service's workers, among which the cores are shared out."""
+    share_cores_among_jobs(jobs_at_once)
     gc.set_threshold(50_000, 20, 20)  # as `trainyard run`: the ML stack's objects are long-lived
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)

@@ -170,9 +170,10 @@ class WorkerPool:
 
     def _start(self, job: JobRecord) -> None:
         parent_end, child_end = self._context.Pipe()
+        log = str(self.log_path(job.id))
         process = self._context.Process(
             target=_run_in_child,
-            args=(job.id, job.config, str(self.log_path(job.id)), child_end, self.store.url, job.attempts),
+            args=(job.id, job.config, log, child_end, self.store.url, job.attempts, self.workers),
             name=f"trainyard-job-{job.id[:8]}",
             daemon=False,
         )
