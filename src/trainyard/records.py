@@ -35,7 +35,7 @@ TRAINER_TAG = "trainyard.trainer"  # the worker token of the process training th
 RESUMED_TAG = "trainyard.resumed"  # + ".<n>": what the n-th resume changed, continued and superseded
 CHECKPOINT_EPOCH_TAG = "trainyard.epoch"  # on a checkpoint (a logged model): its epoch
 # On a registered model: the last promotion decision (JSON), and one tag per alias move
-# (``<ALIAS_MOVE_TAG>.<alias>.<UTC time>``: "v1 -> v2 by run ...: why"); on its versions, when they
+# (``<ALIAS_MOVE_TAG>.<alias>.<UTC time>.<promotion run, 8 characters>``: "v1 -> v2 by run ...: why"); on its versions, when they
 # took the alias (PROMOTED_TAG) and when they lost it (DEMOTED_TAG).
 LAST_DECISION_TAG = "trainyard.last_decision"
 ALIAS_MOVE_TAG = "trainyard.alias_move"

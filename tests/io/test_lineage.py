@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from trainyard.io.lineage import file_digest, streamed_lineage
 
@@ -23,3 +24,25 @@ def test_a_streamed_table_is_described_by_its_file(tmp_path: Path) -> None:
     assert [column["name"] for column in json.loads(entity.schema)["mlflow_colspec"]] == ["id", "prediction"]
     path.write_text(path.read_text().replace("2.5", "2.6"))
     assert file_digest(path) != dataset.digest
+
+
+def test_a_data_set_that_another_job_logged_at_the_same_moment_is_logged_on_a_second_try() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from trainyard.io.lineage import logged_despite_a_race
+
+    calls: list[int] = []
+
+    def raced() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return "logged"
+
+    assert logged_despite_a_race(raced) == "logged" and len(calls) == 2
+
+    def broken() -> None:
+        raise MlflowException("the store is gone")
+
+    with pytest.raises(MlflowException, match="the store is gone"):
+        logged_despite_a_race(broken)

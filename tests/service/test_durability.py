@@ -97,7 +97,7 @@ def test_a_burst_survives_two_sigkills_with_every_job_run_exactly_once(own_folde
                     break
                 time.sleep(0.05)
             else:
-                raise AssertionError(f"no job ran before kill {kill + 1}:\n{service.output()}")
+                raise AssertionError(f"no job ran before kill {kill + 1}: {counts}\n{service.output()}")
             service.kill()
             service = start_service(own_folder, "--workers", "2", port=port)
         submitter.join(120)

@@ -1,4 +1,5 @@
-"""MLflow lineage of a table that was streamed (read or written in chunks), never held whole.
+"""MLflow lineage of a table that was streamed (read or written in chunks), never held whole; and
+logging lineage when other jobs log the same table at the same moment.
 
 MLflow's pandas dataset describes a DataFrame in memory: its digest and row count come from the
 whole frame. A streamed table is described by its file instead: the digest of the file's bytes (read
@@ -11,13 +12,30 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     from mlflow.data.dataset import Dataset
 
 BLOCK = 1 << 20
+_T = TypeVar("_T")
+
+
+def logged_despite_a_race(log: Callable[[], _T]) -> _T:
+    """``log()`` (an MLflow call that logs data sets), once more if another job logged the same data
+    set in between: MLflow looks a data set up, then inserts it, so two jobs that log a new one at
+    once both insert it and one fails on the store's UNIQUE constraint; the second try finds it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return log()
+    except MlflowException as error:
+        if "UNIQUE constraint failed" not in str(error):
+            raise
+        return log()
 
 
 def file_digest(path: Path) -> str:

@@ -21,6 +21,7 @@ from trainyard.core.metrics import Metric, MetricKind
 from trainyard.core.models import PREDICTION
 from trainyard.errors import DataAccessError, DataValidationError, ResourceNotFoundError, TrainingJobError
 from trainyard.io.candidates import Candidate, CandidatesKind, RunCandidates
+from trainyard.io.lineage import logged_despite_a_race
 from trainyard.io.readers import Reader, ReaderKind
 from trainyard.jobs.base import Job, Locals, Step
 from trainyard.lifecycle.figures import diagnostic_figures
@@ -186,10 +187,10 @@ class EvaluationJob(Job):
                     for name, value in scores.items()
                 ],
             )
-            client.log_inputs(
-                candidate.run_id,
-                [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "test")])],
-            )
+            tested = [
+                DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "test")])
+            ]
+            logged_despite_a_race(lambda: client.log_inputs(candidate.run_id, tested))
         step.note(", ".join(f"{keys[n]}={v:.4g}" for n, v in scores.items()))
         step.note(
             "logged into its run" if fresh else "its run has these scores already (rescore: true logs again)"

@@ -265,7 +265,7 @@ class PromotionJob(Job):
         before = f"v{holder.version}" if holder is not None else "nobody"
         client.set_registered_model_tag(
             self.registered,
-            f"{ALIAS_MOVE_TAG}.{self.alias}.{stamp}",
+            f"{ALIAS_MOVE_TAG}.{self.alias}.{stamp}.{str(record['promotion_run'])[:8]}",  # two in a second
             f"{before} -> v{version.version} by run {record['promotion_run']}: {record['reason']}"[:5000],
         )
         client.set_model_version_tag(

@@ -12,6 +12,7 @@ from trainyard.core.models import ModelKind
 from trainyard.core.schemas import FAILING_ROWS_SHOWN, DataSchemas, non_numbers
 from trainyard.core.splitters import Holdout, fingerprint
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError
+from trainyard.io.lineage import logged_despite_a_race
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
 from trainyard.records import DATA_DIGEST_TAG, HOLDOUT_TAG, TEST_DIGEST_TAG, TEST_ROWS_TAG
@@ -105,8 +106,8 @@ class SupervisedJob(Job):
             targets_lineage = self.targets.lineage(targets, "targets")
             if check is not None:
                 check({"inputs": inputs_lineage.digest, "targets": targets_lineage.digest})
-            mlflow.log_input(inputs_lineage, context="inputs")
-            mlflow.log_input(targets_lineage, context="targets")
+            logged_despite_a_race(lambda: mlflow.log_input(inputs_lineage, context="inputs"))
+            logged_despite_a_race(lambda: mlflow.log_input(targets_lineage, context="targets"))
             step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
         return inputs, targets
 

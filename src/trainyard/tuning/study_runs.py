@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard.errors import ConfigurationError, TrainyardError
+from trainyard.io.lineage import logged_despite_a_race
 from trainyard.io.logging import get_logger
 from trainyard.io.sources import without_credentials
 from trainyard.io.tracking import MlflowService, RunRecord, absolute_sqlite_uri, record_error
@@ -118,7 +119,8 @@ class StudyRuns:
                 DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
             )
             digests[context] = dataset.digest
-        self.client.log_inputs(self._parent(), datasets=inputs)
+        parent = self._parent()
+        logged_despite_a_race(lambda: self.client.log_inputs(parent, datasets=inputs))
         return digests
 
     def catch_up(self) -> list[FrozenTrial]:
