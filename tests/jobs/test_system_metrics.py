@@ -1,4 +1,5 @@
-"""job.system_metrics: MLflow's CPU and memory samples on a training run, only when asked."""
+"""job.system_metrics: MLflow's CPU and memory samples on a training run or a tuning job's parent
+run, only when asked."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import mlflow
 import pytest
 
 from tests.jobs.test_iterative import config, runs
+from tests.jobs.test_tuning import runs_of, tuning
 from trainyard.cli import main
 
 
@@ -23,6 +25,22 @@ def test_system_metrics_are_sampled_into_the_run_when_switched_on(workdir: Path,
     )
     assert [m.step for m in samples] == list(range(len(samples))), "one step a sample"
     assert "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ, "set for the run's start only"
+
+
+def test_a_tuning_job_samples_system_metrics_into_its_parent_run(workdir: Path, tracking_uri: str) -> None:
+    """From the moment its writer process has opened the parent run, for a search of seconds."""
+    searcher = (
+        "{KIND: random, seed: 0, n_trials: 30, space: {learning_rate: 'tag(log, interval(0.01, 0.3))'}}"
+    )
+    model = "job.model={KIND: sklearn, estimator: HistGradientBoostingRegressor, params: {max_iter: 100}}"
+    assert main(["run", tuning(workdir, searcher), model, "job.system_metrics=0.05"]) == 0
+    parent, children = runs_of(tracking_uri)
+    assert "system/cpu_utilization_percentage" in parent.data.metrics
+    assert children and not [k for c in children for k in c.data.metrics if k.startswith("system/")]
+    samples = mlflow.MlflowClient(tracking_uri).get_metric_history(
+        parent.info.run_id, "system/cpu_utilization_percentage"
+    )
+    assert len(samples) > 1 and [m.step for m in samples] == list(range(len(samples)))
 
 
 def test_system_metrics_are_off_by_default(workdir: Path, tracking_uri: str) -> None:

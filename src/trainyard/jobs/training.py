@@ -23,6 +23,7 @@ from trainyard.errors import ConfigurationError
 from trainyard.io.logging import get_logger
 from trainyard.io.registers import RegisterKind
 from trainyard.io.savers import SaverKind, SklearnSaver
+from trainyard.io.system_metrics import SYSTEM_METRICS_DESCRIPTION, SystemMetricsSetting, sampling_seconds
 from trainyard.jobs.base import Locals
 from trainyard.jobs.epochs import EpochTraining, Rows
 from trainyard.jobs.resuming import Resumption, find_resumption, resume_hash
@@ -64,18 +65,7 @@ class TrainingJob(SupervisedJob):
         "true for the newest one of this config, or its run id (needs epochs.checkpoint).",
     )
 
-    system_metrics: bool | float = Field(
-        False,
-        description="Log MLflow's system metrics (CPU, memory, disk, network; system/...) on the run "
-        "while it trains: true samples them every 10 s, a number every that many seconds.",
-    )
-
-    @field_validator("system_metrics", mode="before")
-    @classmethod
-    def _switch_or_interval(cls, value: Any) -> Any:
-        if isinstance(value, bool) or (isinstance(value, int | float) and value > 0):
-            return value
-        raise ValueError("expected true, false, or the seconds between samples (a number above 0)")
+    system_metrics: SystemMetricsSetting = Field(False, description=SYSTEM_METRICS_DESCRIPTION)
 
     @field_validator("splitter")
     @classmethod
@@ -120,13 +110,7 @@ class TrainingJob(SupervisedJob):
         resumed = self.find_resumed()
         tags = self.epoch_tags(resumed)
         run_id = resumed.run_id if resumed else None
-        every = (
-            None
-            if self.system_metrics is False
-            else 10.0
-            if self.system_metrics is True
-            else self.system_metrics
-        )
+        every = sampling_seconds(self.system_metrics)
         with (
             self.tracked_run(tags, run_id, every) as run,
             NativeThreads(self.threads, unit="fit") as threads,

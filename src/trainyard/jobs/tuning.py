@@ -31,6 +31,12 @@ from trainyard.core.metrics import Metric, class_labels
 from trainyard.core.splitters import KFoldSplitter, SplitterKind
 from trainyard.errors import ConfigurationError, JobCancelledError, TrainingJobError
 from trainyard.io.logging import get_logger
+from trainyard.io.system_metrics import (
+    SYSTEM_METRICS_DESCRIPTION,
+    SystemMetricsSampler,
+    SystemMetricsSetting,
+    sampling_seconds,
+)
 from trainyard.io.tracking import check_server_reachable
 from trainyard.jobs.base import Locals, describe, ending_status
 from trainyard.jobs.supervised import SupervisedJob
@@ -95,6 +101,10 @@ class TuningJob(SupervisedJob):
         description="Native threads (OpenMP, BLAS) of each trial's fits; auto: the usable cores divided "
         "among the trials running at once on this host (n_jobs here, and the running trials of other "
         "workers of the study on this host), at least 1.",
+    )
+    system_metrics: SystemMetricsSetting = Field(
+        False,
+        description=SYSTEM_METRICS_DESCRIPTION + " On the study's parent run, from this worker's host.",
     )
 
     epochs: TrialEpochs | None = Field(
@@ -218,9 +228,19 @@ class TuningJob(SupervisedJob):
         study, mirror = self._opened
         self._opened = None  # the job's exit has nothing left to stop: run() ends the writer
         name = study.study_name
-        # a service's observer gets the parent run's id as soon as the writer has made the run
-        told = (lambda run_id: self.notify("run", run_id=run_id)) if self.observed else None
-        with mirror, watch_parent_run(study, self.mlflow.resolved_tracking_uri, told):
+        # a service's observer gets the parent run's id as soon as the writer has made the run, and
+        # the system metrics are sampled into it from then on
+        sampler = SystemMetricsSampler(
+            sampling_seconds(self.system_metrics), self.mlflow.resolved_tracking_uri
+        )
+
+        def found(run_id: str) -> None:
+            sampler.start(run_id)
+            if self.observed:
+                self.notify("run", run_id=run_id)
+
+        told = found if self.observed or sampler.seconds is not None else None
+        with mirror, sampler, watch_parent_run(study, self.mlflow.resolved_tracking_uri, told):
             try:
                 inputs, targets = self.read_inputs_and_targets()
                 mirror.log_lineage([(self.inputs, inputs, "inputs"), (self.targets, targets, "targets")])
