@@ -109,3 +109,18 @@ def write_config(folder: Path, text: str, name: str = "job.yaml") -> str:
     path = folder / name
     path.write_text(text)
     return str(path)
+
+
+def ends_within(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process ``pid`` is gone (or a zombie) within ``seconds`` (Linux: from /proc)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,11 +1,11 @@
-"""The epoch writer (runtime/epoch_writer.py, its writes in io/checkpoints.py): checkpoints are snapshots taken when asked, written in
-order with their epoch's metrics linked, loadable MLflow models; a failed write fails the training."""
+"""The epoch writer (runtime/epoch_writer.py, its writes in io/checkpoints.py): checkpoints are
+snapshots taken when asked, written in order with their epoch's metrics linked, loadable MLflow
+models; a failed write, or a writer process that dies, fails the training."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -15,6 +15,7 @@ from mlflow.models import infer_signature
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import SGDRegressor
 
+from tests.conftest import ends_within
 from trainyard.errors import ModelRegistryError
 from trainyard.io.savers import SklearnSaver
 from trainyard.runtime.epoch_process import WriterProcess
@@ -114,15 +115,4 @@ def test_the_writer_process_dies_with_its_job(workdir: Path, tracking_uri: str) 
     finally:
         job.kill()
         job.wait()
-    deadline = time.monotonic() + 10
-    while _alive(writer_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(writer_pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+    assert ends_within(writer_pid)

@@ -18,6 +18,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from tests.conftest import ends_within
 from trainyard.runtime.processes import usable_cores
 from trainyard.tuning import plots
 from trainyard.tuning.plots import (
@@ -350,15 +351,4 @@ plots.save_figures({{"slow.png": slow, "last.png": last}}, folder)
     subprocess.run([sys.executable, "-c", code], timeout=60, check=True)
     (marker,) = tmp_path.glob("child-*")
     child = int(marker.name.removeprefix("child-"))
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert ends_within(child)

@@ -38,6 +38,13 @@ def logged_despite_a_race(log: Callable[[], _T]) -> _T:
         return log()
 
 
+def log_input(dataset: Dataset, context: str) -> None:
+    """``mlflow.log_input`` into the active run, despite a race (``logged_despite_a_race``)."""
+    import mlflow
+
+    logged_despite_a_race(lambda: mlflow.log_input(dataset, context=context))
+
+
 def file_digest(path: Path) -> str:
     """The first 8 hex digits of the SHA-256 of the file's bytes (MLflow's digests are 8 long)."""
     digest = hashlib.sha256()

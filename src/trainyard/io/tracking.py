@@ -282,6 +282,7 @@ def _create_sqlite_store_once(uri: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        template = None
         if not path.exists():
             template = store_template()
             if template is not None:
@@ -290,7 +291,8 @@ def _create_sqlite_store_once(uri: str) -> None:
                 _write_ahead_log(partial)
                 os.replace(partial, path)
         MlflowClient(uri).search_experiments(max_results=1)  # migrates (no template) and adds Default
-        _write_ahead_log(path)
+        if template is None:  # migrated in place (a copy of the template is in WAL mode already)
+            _write_ahead_log(path)
 
 
 def _write_ahead_log(path: Path) -> None:

@@ -21,7 +21,7 @@ from trainyard.core.signature_checks import (
 )
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError, TrainingJobError
 from trainyard.io.console import console
-from trainyard.io.lineage import logged_despite_a_race, streamed_lineage
+from trainyard.io.lineage import log_input, streamed_lineage
 from trainyard.io.logging import get_logger
 from trainyard.io.model_refs import LoadedModel, ModelRef
 from trainyard.io.progress import RowProgress
@@ -120,8 +120,8 @@ class InferenceJob(Job):
             with self.step("log lineage") as step:
                 inputs_lineage = streamed_lineage(self.inputs.path, "inputs", inputs_sample, rows)
                 outputs_lineage = streamed_lineage(self.outputs.path, "predictions", outputs_sample, rows)
-                logged_despite_a_race(lambda: mlflow.log_input(inputs_lineage, context="inference"))
-                logged_despite_a_race(lambda: mlflow.log_input(outputs_lineage, context="predictions"))
+                log_input(inputs_lineage, "inference")
+                log_input(outputs_lineage, "predictions")
                 step.note(
                     f"inputs digest {inputs_lineage.digest}, predictions digest {outputs_lineage.digest}"
                 )

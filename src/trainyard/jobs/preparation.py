@@ -11,7 +11,7 @@ from pydantic import Field
 from trainyard.core.schemas import TableSchema
 from trainyard.core.steps import PreparationStep, StepKind
 from trainyard.errors import DataAccessError, DataValidationError, TrainyardError
-from trainyard.io.lineage import logged_despite_a_race
+from trainyard.io.lineage import log_input
 from trainyard.io.readers import ReaderKind
 from trainyard.io.tracking import RunRecord
 from trainyard.io.writers import WriterKind
@@ -72,7 +72,7 @@ class PreparationJob(Job):
             with self.step("read") as step:
                 raw = self.read(self.inputs, "inputs")
                 raw_lineage = self.inputs.lineage(raw, RAW_CONTEXT)
-                logged_despite_a_race(lambda: mlflow.log_input(raw_lineage, context=RAW_CONTEXT))
+                log_input(raw_lineage, RAW_CONTEXT)
                 mlflow.log_metrics({"rows_in": len(raw), "columns_in": raw.shape[1]})
                 step.note(f"{raw.shape}, digest {raw_lineage.digest}")
             data = raw.set_axis(raw.index + 1)  # a row's label is its number in the raw table, from 1
@@ -91,7 +91,7 @@ class PreparationJob(Job):
                 step.note(f"{prepared.shape} to {path}")
             with self.step("log lineage") as step:
                 processed_lineage = self.outputs.lineage(prepared, PROCESSED_CONTEXT)
-                logged_despite_a_race(lambda: mlflow.log_input(processed_lineage, context=PROCESSED_CONTEXT))
+                log_input(processed_lineage, PROCESSED_CONTEXT)
                 mlflow.log_metrics({"rows_out": len(prepared), "columns_out": prepared.shape[1]})
                 step.note(f"raw {raw_lineage.digest} -> processed {processed_lineage.digest}")
             self.report(

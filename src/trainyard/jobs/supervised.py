@@ -12,7 +12,7 @@ from trainyard.core.models import ModelKind
 from trainyard.core.schemas import FAILING_ROWS_SHOWN, DataSchemas, non_numbers
 from trainyard.core.splitters import Holdout, fingerprint
 from trainyard.errors import ConfigurationError, DataAccessError, DataValidationError
-from trainyard.io.lineage import logged_despite_a_race
+from trainyard.io.lineage import log_input
 from trainyard.io.readers import ReaderKind
 from trainyard.jobs.base import Job
 from trainyard.records import DATA_DIGEST_TAG, HOLDOUT_TAG, TEST_DIGEST_TAG, TEST_ROWS_TAG
@@ -98,7 +98,6 @@ class SupervisedJob(Job):
         ``check`` is given the digests (``{"inputs": ..., "targets": ...}``) before they are logged,
         and raises to refuse them (a resumed run's data must be the data it was trained on).
         """
-        import mlflow
 
         inputs, targets = self.read_inputs_and_targets()
         with self.step("log lineage") as step:
@@ -106,8 +105,8 @@ class SupervisedJob(Job):
             targets_lineage = self.targets.lineage(targets, "targets")
             if check is not None:
                 check({"inputs": inputs_lineage.digest, "targets": targets_lineage.digest})
-            logged_despite_a_race(lambda: mlflow.log_input(inputs_lineage, context="inputs"))
-            logged_despite_a_race(lambda: mlflow.log_input(targets_lineage, context="targets"))
+            log_input(inputs_lineage, "inputs")
+            log_input(targets_lineage, "targets")
             step.note(f"inputs digest {inputs_lineage.digest}, targets digest {targets_lineage.digest}")
         return inputs, targets
 

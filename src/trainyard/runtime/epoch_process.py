@@ -165,7 +165,8 @@ def serve(parent: int, requests: IO[bytes], answers: IO[bytes]) -> int:
                 continue
             try:
                 if method == "open":
-                    writes = _open(*args)
+                    setup = _apply(*args)
+                    writes = EpochWrites(setup.run_id, setup.serialization, setup.checkpoints)
                     result: Any = None
                 elif method in METHODS and writes is not None:
                     result = getattr(writes, method)(*args)
@@ -182,17 +183,16 @@ def serve(parent: int, requests: IO[bytes], answers: IO[bytes]) -> int:
     return 0
 
 
-def _open(setup: Setup) -> Any:
+def _apply(setup: Setup) -> Setup:
+    """Make this process write as the job would (its folder, arguments, import path, MLflow URIs)."""
     import mlflow
-
-    from trainyard.io.checkpoints import EpochWrites
 
     os.chdir(setup.cwd)
     sys.argv[:] = setup.argv
     sys.path[:] = setup.path
     mlflow.set_tracking_uri(setup.tracking_uri)
     mlflow.set_registry_uri(setup.registry_uri)
-    return EpochWrites(setup.run_id, setup.serialization, setup.checkpoints)
+    return setup
 
 
 def _describe(error: BaseException) -> str:

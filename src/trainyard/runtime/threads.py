@@ -120,10 +120,12 @@ def choose(
     here: int,
     elsewhere: Mapping[str, int] | None = None,
     cells: int | None = None,
+    jobs: int = 1,
 ) -> Choice:
     """The threads of each fit: ``setting`` when it is a number, else the rule for ``here`` fits in
     this process and ``elsewhere`` (worker -> its running fits) on the rest of the host, and one
-    for a table of fewer than SMALL_FIT_CELLS ``cells``."""
+    for a table of fewer than SMALL_FIT_CELLS ``cells``; ``cores`` is this job's share of the
+    host's, one of ``jobs`` at once (for the log)."""
     running = dict(elsewhere or {})
     at_once = here + sum(running.values())
     threads = setting if isinstance(setting, int) else threads_per_fit(cores, at_once)
@@ -136,6 +138,7 @@ def choose(
         len(running),
         setting,
         cells=cells if small else None,
+        jobs=jobs,
     )
 
 
@@ -182,7 +185,7 @@ class NativeThreads:
         self._controller: ThreadpoolController | None = None
         self._restore: Any = None
         self._caps: dict[str, int] = {}  # user API -> the smallest pool size it had at the start
-        self.choice = self._shared(choose(setting, self.cores, here, cells=cells))
+        self.choice = self._choose()
 
     def __enter__(self) -> NativeThreads:
         from threadpoolctl import ThreadpoolController
@@ -234,11 +237,7 @@ class NativeThreads:
         """The choice, with the other workers counted again when that is due. Call with the lock held."""
         now = self._clock()
         if self._elsewhere is None:
-            return (
-                self._kept(self._shared(choose(self.setting, self.cores, self.here, cells=self.cells)))
-                if force
-                else self.choice
-            )
+            return self._kept(self._choose()) if force else self.choice
         if now < self._next_count and not force:
             return self.choice
         self._next_count = now + RECOUNT_SECONDS
@@ -250,12 +249,10 @@ class NativeThreads:
         for worker, fits in running.items():
             self._seen[worker] = (now, fits)
         self._seen = {w: seen for w, seen in self._seen.items() if now - seen[0] <= REMEMBER_SECONDS}
-        seen = {w: n for w, (_, n) in self._seen.items()}
-        choice = choose(self.setting, self.cores, self.here, seen, self.cells)
-        return self._kept(self._shared(choice))
+        return self._kept(self._choose({w: n for w, (_, n) in self._seen.items()}))
 
-    def _shared(self, choice: Choice) -> Choice:
-        return replace(choice, jobs=self.jobs) if self.jobs > 1 else choice
+    def _choose(self, elsewhere: Mapping[str, int] | None = None) -> Choice:
+        return choose(self.setting, self.cores, self.here, elsewhere, self.cells, self.jobs)
 
     def _kept(self, choice: Choice) -> Choice:
         """``choice`` as the pools will have it: auto keeps a pool the environment made smaller."""
