@@ -192,6 +192,29 @@ def test_ctrl_c_ends_the_run_killed(
     assert run.info.status == "KILLED" and "interrupted" in run.data.tags[ERROR_TAG]
 
 
+def test_a_run_that_cannot_be_ended_after_ctrl_c_leaves_the_interruption_the_jobs_ending(
+    workdir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store still locked when the run ends: the job says it was interrupted (130), not the store's
+    error, and warns that the run stays open (a service's recovery ends it)."""
+    import mlflow
+
+    def interrupted_fit(self: SklearnModel, inputs: object, targets: object) -> SklearnModel:
+        raise KeyboardInterrupt
+
+    def locked(status: str = "FINISHED") -> None:
+        mlflow.tracking.fluent._active_run_stack.get().clear()
+        raise mlflow.exceptions.MlflowException("(sqlite3.OperationalError) database is locked")
+
+    monkeypatch.setattr(SklearnModel, "fit", interrupted_fit)
+    monkeypatch.setattr(mlflow, "end_run", locked)
+    assert main(["run", QUICKSTART]) == 130
+    assert (
+        "could not be ended KILLED: (sqlite3.OperationalError) database is locked" in capsys.readouterr().err
+    )
+    assert only_run(tracking_uri).info.status == "RUNNING"
+
+
 def test_sigterm_ends_the_run_killed(workdir: Path, tracking_uri: str) -> None:
     """A real process, terminated mid-fit, leaves its run KILLED (not RUNNING)."""
     slow = ["job.model.params.max_iter=100000", "job.model.params.early_stopping=false"]

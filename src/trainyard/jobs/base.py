@@ -218,6 +218,8 @@ class Job(Component, abc.ABC):
             status = "FINISHED"
         except BaseException as raised:
             with self._cancellation.shielded():  # a signal now must not leave the run RUNNING
+                if isinstance(raised, KeyboardInterrupt):
+                    _release_interrupted_transactions()
                 ending = self._cancelled_instead(raised) or raised
                 status = ending_status(ending)
                 record_error(run_id, describe(ending), "".join(traceback.format_exception(raised)))
@@ -227,7 +229,13 @@ class Job(Component, abc.ABC):
             raise
         finally:
             with self._cancellation.shielded():
-                mlflow.end_run(status)
+                try:
+                    mlflow.end_run(status)
+                except Exception as error:
+                    if status == "FINISHED":
+                        raise
+                    # the job's own ending matters more; a service's recovery ends the run later
+                    get_logger().warning("the MLflow run %s could not be ended %s: %s", run_id, status, error)
 
     def announce_failure(self, error: BaseException, where: str) -> None:
         """Tell every alert destination that the job failed (or was cancelled), and why."""
@@ -277,6 +285,16 @@ class Job(Component, abc.ABC):
             table.add_row(key, value)
         console.print(table)
         notify_all(self.alerts, title, "\n".join(f"{key}: {value}" for key, value in summary.items()))
+
+
+def _release_interrupted_transactions() -> None:
+    """Let go of what an interrupted MLflow call left open. A signal raised inside a store write
+    skips MLflow's rollback (it catches Exception, not KeyboardInterrupt): its session, unreferenced,
+    keeps the SQLite write lock until it is collected, and ending the run from another connection of
+    this process then waits for it and fails ("database is locked"). Collecting rolls it back."""
+    import gc
+
+    gc.collect()
 
 
 _INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
