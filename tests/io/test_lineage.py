@@ -28,6 +28,7 @@ def test_a_streamed_table_is_described_by_its_file(tmp_path: Path) -> None:
 
 def test_a_data_set_that_another_job_logged_at_the_same_moment_is_logged_on_a_second_try() -> None:
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import IntegrityError
 
     from trainyard.io.lineage import logged_despite_a_race
 
@@ -36,7 +37,8 @@ def test_a_data_set_that_another_job_logged_at_the_same_moment_is_logged_on_a_se
     def raced() -> str:
         calls.append(1)
         if len(calls) == 1:
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+            unique = IntegrityError("INSERT INTO datasets ...", {}, Exception("UNIQUE constraint failed"))
+            raise MlflowException(str(unique)) from unique
         return "logged"
 
     assert logged_despite_a_race(raced) == "logged" and len(calls) == 2

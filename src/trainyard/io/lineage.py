@@ -29,11 +29,12 @@ def logged_despite_a_race(log: Callable[[], _T]) -> _T:
     set in between: MLflow looks a data set up, then inserts it, so two jobs that log a new one at
     once both insert it and one fails on the store's UNIQUE constraint; the second try finds it."""
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import IntegrityError
 
     try:
         return log()
     except MlflowException as error:
-        if "UNIQUE constraint failed" not in str(error):
+        if not isinstance(error.__cause__, IntegrityError):  # SQLite's or PostgreSQL's, as MLflow raised it
             raise
         return log()
 
